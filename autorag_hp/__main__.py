@@ -1,0 +1,5 @@
+import sys
+
+from autorag_hp.cli import main
+
+sys.exit(main())

@@ -1,0 +1,47 @@
+"""What a tuning loop evaluates: a configuration in, an :class:`Outcome` out."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence
+
+__all__ = ["Outcome", "Objective", "check_reward"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one pull: a scalar reward plus optional per-question details.
+
+    ``calls`` is how many question evaluations (LLM calls) the pull spent; budgets and
+    the share of grid search's calls are counted in these units.
+    """
+
+    reward: float
+    calls: int = 1
+    details: Sequence[Mapping[str, Any]] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Objective(Protocol):
+    """Scores a configuration. ``pull`` is the 0-based pull number.
+
+    Objectives that sample questions must derive their randomness from ``pull`` (and
+    their own seed), never from a shared stream, so that a resumed or parallel run
+    evaluates exactly what an uninterrupted sequential run would.
+    """
+
+    def __call__(self, config: Mapping[str, Any], pull: int) -> Outcome: ...
+
+
+def check_reward(reward: Any, *, name: str = "reward") -> float:
+    """Return ``reward`` as a float, or raise ValueError if it is not a finite real number."""
+    if isinstance(reward, bool) or not isinstance(reward, (int, float)) and not hasattr(reward, "__float__"):
+        raise ValueError(f"{name} must be a finite real number, got {reward!r}")
+    try:
+        value = float(reward)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite real number, got {reward!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {reward!r}")
+    return value

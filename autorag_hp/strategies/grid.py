@@ -1,0 +1,44 @@
+"""Grid search: every configuration once, in index order, ``repeats`` times over."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autorag_hp.strategies._base import Coords, SpaceExhausted, Strategy
+
+__all__ = ["GridSearch"]
+
+
+@dataclass(frozen=True)
+class GridOptions:
+    """``repeats``: how many passes over the space before ``ask`` raises SpaceExhausted."""
+
+    repeats: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
+            raise ValueError(f"repeats must be a positive integer, got {self.repeats!r}")
+
+
+class GridSearch(Strategy):
+    """Deterministic order (mixed-radix index, last parameter fastest); no duplicates within a pass."""
+
+    name = "grid"
+    Options = GridOptions
+
+    def __init__(self, space, *, seed=0, **options):
+        super().__init__(space, seed=seed, **options)
+        self.position = 0
+
+    def _ask(self) -> Coords:
+        total = len(self.space) * self.options.repeats
+        if self.position >= total:
+            raise SpaceExhausted(
+                f"grid search finished its {self.options.repeats} pass(es) over {len(self.space)} configurations"
+            )
+        coords = self.space.coords_of_index(self.position % len(self.space))
+        self.position += 1
+        return coords
+
+    def _update(self, coords: Coords, reward: float, was_pending: bool) -> None:
+        pass

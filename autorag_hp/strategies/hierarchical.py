@@ -1,0 +1,206 @@
+"""Hier-MAB of AutoRAG-HP (Fu et al., EMNLP Findings 2024, arXiv 2406.19251).
+
+An upper-level bandit picks which group of hyperparameters to change; that group's
+lower-level bandit picks its value(s); every other group keeps the value it had in the
+previous pull. The pull's reward updates the chosen upper arm and the chosen lower arm.
+Neither level enumerates the joint space, so the cost of a step grows with the number
+of groups and values, not with the number of configurations.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from autorag_hp.strategies._base import Coords, Recommendation, Strategy
+from autorag_hp.strategies._policies import ArmSet, Thompson, UCB
+
+__all__ = ["HierUCB", "HierTS"]
+
+
+def _check_nonneg(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class HierUCBOptions:
+    """``alpha_upper``/``alpha_lower``: UCB exploration weights (paper default 1 and 1;
+    its best ablation 1.5 and 0.5). ``shrinkage``: pseudo-pulls with which a configuration's
+    own mean is pulled toward its group-level estimate in ``best``."""
+
+    alpha_upper: float = 1.0
+    alpha_lower: float = 1.0
+    shrinkage: float = 1.0
+
+    def __post_init__(self) -> None:
+        for f in ("alpha_upper", "alpha_lower", "shrinkage"):
+            _check_nonneg(f, getattr(self, f))
+
+
+@dataclass(frozen=True)
+class HierTSOptions:
+    """``posterior``: "gaussian" (unknown mean and variance; any real reward) or "beta"
+    (fractional Beta updates; rewards must lie in [0, 1]). ``shrinkage`` as for Hier-UCB."""
+
+    posterior: Literal["gaussian", "beta"] = "gaussian"
+    prior_strength: float = 1.0
+    shrinkage: float = 1.0
+
+    def __post_init__(self) -> None:
+        Thompson(self.posterior, self.prior_strength)  # validates both
+        _check_nonneg("shrinkage", self.shrinkage)
+
+
+class _Hierarchical(Strategy):
+    def __init__(self, space, *, seed=0, **options):
+        super().__init__(space, seed=seed, **options)
+        self.groups = space.groups
+        # Positions of each group's parameters inside a configuration's coordinates.
+        pos = {name: i for i, name in enumerate(space.names)}
+        self._group_pos = [tuple(pos[p] for p in g.params) for g in self.groups]
+        self.upper = ArmSet(len(self.groups))
+        self.lower = [ArmSet(g.size) for g in self.groups]
+        self.upper_policy, self.lower_policy = self._policies()
+        # The configuration that the next pull modifies: drawn at random to start.
+        self.current: list[int] = [int(self.rng.integers(s)) for s in space.sizes]
+        # Which (group, arm) each pending ask came from, in ask order per configuration.
+        self._asked: dict[Coords, deque[tuple[int, int]]] = defaultdict(deque)
+
+    def _policies(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # arm index of group g inside coordinates, and back
+    def _arm_of(self, g: int, coords) -> int:
+        idx = 0
+        for p, size in zip(self._group_pos[g], self.groups[g].sizes):
+            idx = idx * size + coords[p]
+        return idx
+
+    def _set_arm(self, g: int, coords: list[int], arm: int) -> None:
+        for p, size in zip(reversed(self._group_pos[g]), reversed(self.groups[g].sizes)):
+            arm, r = divmod(arm, size)
+            coords[p] = r
+
+    def _ask(self) -> Coords:
+        g = self.upper_policy.select(self.upper, self.rng)
+        arm = self.lower_policy.select(self.lower[g], self.rng)
+        self._set_arm(g, self.current, arm)
+        coords = tuple(self.current)
+        self.upper.pending[g] += 1
+        self.lower[g].pending[arm] += 1
+        self._asked[coords].append((g, arm))
+        return coords
+
+    def _update(self, coords: Coords, reward: float, was_pending: bool) -> None:
+        if was_pending:
+            g, arm = self._asked[coords].popleft()
+            if not self._asked[coords]:
+                del self._asked[coords]
+            self.upper.update(g, reward, was_pending=True)
+            self.lower[g].update(arm, reward, was_pending=True)
+        else:
+            # A reward for a configuration we did not propose (warm start, user data):
+            # it says something about every group's value, nothing about which group to move.
+            for g in range(len(self.groups)):
+                self.lower[g].update(self._arm_of(g, coords), reward, was_pending=False)
+
+    # -- recommendation -------------------------------------------------------------------
+    def _prior(self, coords) -> float:
+        """Group-level estimate of a configuration: mean of its arms' lower-level means."""
+        vals = []
+        for g, arms in enumerate(self.lower):
+            a = self._arm_of(g, coords)
+            if arms.n[a] > 0:
+                vals.append(arms.sum[a] / arms.n[a])
+        if vals:
+            return float(np.mean(vals))
+        return self.stats.total_sum / self.stats.total_n if self.stats.total_n else 0.0
+
+    def best(self, n: int = 1) -> list[Recommendation]:
+        """Rank configurations by their own pulls, shrunk toward group-level estimates.
+
+        estimate = (n_c * mean_c + k * prior_c) / (n_c + k) with k = ``shrinkage``;
+        interval = estimate +- z * sigma / sqrt(n_c + k), sigma the pooled noise std.
+        When fewer than ``n`` configurations were pulled, unpulled ones built from the
+        best-estimated arms of each group complete the list.
+        """
+        n = self._check_n(n)
+        k = float(self.options.shrinkage)
+        sigma = self.stats.noise_std()
+        z = self._z()
+        recs = []
+        for coords, (cnt, s, _) in self.stats.table.items():
+            est = (s + k * self._prior(coords)) / (cnt + k) if cnt + k > 0 else s / cnt
+            half = z * sigma / math.sqrt(cnt + k)
+            recs.append((est, cnt, coords, half))
+        if len(recs) < n:
+            recs.extend(self._unpulled_candidates(n - len(recs), k, sigma, z))
+        jitter = self._tiebreak_rng().random(len(recs))
+        order = sorted(range(len(recs)), key=lambda i: (-recs[i][0], -recs[i][1], jitter[i]))
+        out = []
+        for i in order[:n]:
+            est, cnt, coords, half = recs[i]
+            out.append(Recommendation(self.space.config_from_coords(coords), float(est), int(cnt), est - half, est + half))
+        return out
+
+    def _unpulled_candidates(self, need: int, k: float, sigma: float, z: float):
+        per_group = []
+        for g, arms in enumerate(self.lower):
+            q = np.where(arms.n > 0, arms.sum / np.maximum(arms.n, 1), -np.inf)
+            top = 3 if len(self.lower) <= 6 else 2
+            per_group.append([int(a) for a in np.argsort(-q, kind="stable")[:top]])
+        out = []
+        for arms_choice in itertools.product(*per_group):
+            coords = list(self.current)
+            for g, arm in enumerate(arms_choice):
+                self._set_arm(g, coords, arm)
+            c = tuple(coords)
+            if c in self.stats.table:
+                continue
+            out.append((self._prior(c), 0, c, z * sigma / math.sqrt(k) if k > 0 else math.inf))
+        out.sort(key=lambda r: -r[0])
+        seen, uniq = set(), []
+        for r in out:
+            if r[2] not in seen:
+                seen.add(r[2])
+                uniq.append(r)
+        if len(uniq) < need:  # tiny spaces or few tried arms: fall back to index order
+            for i in range(len(self.space)):
+                c = self.space.coords_of_index(i)
+                if c not in self.stats.table and c not in seen:
+                    seen.add(c)
+                    uniq.append((self._prior(c), 0, c, z * sigma / math.sqrt(k) if k > 0 else math.inf))
+                if len(uniq) >= need:
+                    break
+        return uniq[:need]
+
+
+class HierUCB(_Hierarchical):
+    """Hier-UCB: UCB1 at both levels with separate ``alpha_upper`` and ``alpha_lower``."""
+
+    name = "hier-ucb"
+    Options = HierUCBOptions
+
+    def _policies(self):
+        return UCB(self.options.alpha_upper), UCB(self.options.alpha_lower)
+
+
+class HierTS(_Hierarchical):
+    """Hier-TS: Thompson sampling at both levels."""
+
+    name = "hier-ts"
+    Options = HierTSOptions
+
+    def _policies(self):
+        ts = Thompson(self.options.posterior, self.options.prior_strength)
+        return ts, ts
+
+    def _check_reward(self, reward: float) -> None:
+        if self.options.posterior == "beta" and not 0.0 <= reward <= 1.0:
+            raise ValueError(f"reward must lie in [0, 1] with posterior='beta', got {reward!r}")

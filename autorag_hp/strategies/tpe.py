@@ -1,0 +1,75 @@
+"""Optuna's TPE sampler (Bergstra et al., 2011) through Optuna's ask/tell API (extra: ``tpe``)."""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+from autorag_hp.strategies._base import Coords, Strategy
+
+__all__ = ["TPE"]
+
+
+@dataclass(frozen=True)
+class TPEOptions:
+    """``n_startup_trials``: random trials before TPE's model is used (Optuna's default: 10)."""
+
+    n_startup_trials: int = 10
+    multivariate: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n_startup_trials, bool) or not isinstance(self.n_startup_trials, int) or self.n_startup_trials < 0:
+            raise ValueError(f"n_startup_trials must be an integer >= 0, got {self.n_startup_trials!r}")
+
+
+def _import_optuna():
+    try:
+        import optuna
+    except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
+        raise ModuleNotFoundError(
+            "strategy 'tpe' needs Optuna: install the extra with `pip install 'autorag-hp[tpe]'`"
+        ) from exc
+    return optuna
+
+
+class TPE(Strategy):
+    """Each ask is an Optuna trial over categorical distributions; tells complete it (maximise)."""
+
+    name = "tpe"
+    Options = TPEOptions
+
+    def __init__(self, space, *, seed=0, **options):
+        super().__init__(space, seed=seed, **options)
+        optuna = _import_optuna()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self._optuna = optuna
+        sampler = optuna.samplers.TPESampler(
+            seed=self.seed,
+            n_startup_trials=self.options.n_startup_trials,
+            multivariate=self.options.multivariate,
+        )
+        self.study = optuna.create_study(direction="maximize", sampler=sampler)
+        # Optuna stores categorical choices by position: keep the positions as choices.
+        self._dists = {
+            name: optuna.distributions.CategoricalDistribution(list(range(size)))
+            for name, size in zip(space.names, space.sizes)
+        }
+        self._trials: dict[Coords, deque] = defaultdict(deque)
+
+    def _ask(self) -> Coords:
+        trial = self.study.ask(self._dists)
+        coords = tuple(int(trial.params[name]) for name in self.space.names)
+        self._trials[coords].append(trial)
+        return coords
+
+    def _update(self, coords: Coords, reward: float, was_pending: bool) -> None:
+        if was_pending:
+            trial = self._trials[coords].popleft()
+            if not self._trials[coords]:
+                del self._trials[coords]
+            self.study.tell(trial, reward)
+        else:
+            params = {name: c for name, c in zip(self.space.names, coords)}
+            self.study.add_trial(
+                self._optuna.trial.create_trial(params=params, distributions=self._dists, value=reward)
+            )
