@@ -1,0 +1,266 @@
+"""Synthetic per-question RAG grids of controlled difficulty, for benchmarks without LLM calls.
+
+A surface is a complete grid (every configuration on every question) returned as a
+:class:`~autorag_hp.replay.ReplayTable`, so it replays exactly like a real grid table.
+
+Model (all on the logit scale of "the answer is correct"):
+
+    logit p(c, q) = base + scale * (sum_k main_k[c_k] + sum_(k,l) inter_kl[c_k, c_l]) + d_q
+
+main effects are smooth random curves over ordered knobs (top-k, chunk size, compression)
+and random values for unordered ones (embedder); pairwise interactions are structured
+(top-k x compression: compression helps long contexts and hurts short ones; chunk size x
+top-k: too much context hurts) plus a random part. ``d_q`` is the question's difficulty.
+Correctness is Bernoulli with common random numbers per question (``correlation``), so a
+hard question tends to be missed by every configuration, as in real grids. A pull's token
+cost is ``overhead + top_k * chunk_size * (1 - compression)`` (+ query-expansion tokens)
+times a per-question log-normal factor; the reward is AutoRAG-HP's eq. 1,
+``w * correct - (1 - w) * tokens / t_max`` with ``t_max`` the table's largest cost.
+
+Difficulty follows the paper's buckets (AutoRAG-HP, Sec. 4): *easy* has a few
+configurations clearly ahead; *medium* has smaller effects; *hard* has small effects and
+two degenerate knobs (chunk size, query expansion barely matter), so many configurations
+sit within 0.01 of the best ("search space degeneracy").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+from scipy import special, stats
+
+from autorag_hp.replay import ReplayTable
+from autorag_hp.space import SearchSpace
+
+__all__ = ["DIFFICULTIES", "DEFAULT_PARAMS", "make_surface", "make_proxy", "describe_surface"]
+
+Difficulty = Literal["easy", "medium", "hard"]
+DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
+
+DEFAULT_PARAMS: dict[str, list[Any]] = {
+    "embedder": ["bm25", "minilm", "bge-base", "e5-large"],
+    "chunk_size": [128, 256, 512, 1024],
+    "top_k": [1, 3, 5, 10],
+    "compression": [0.0, 0.3, 0.6],
+    "query_expansion": [False, True],
+}
+"""384 configurations: embedder x chunk size x top-k x compression ratio x query expansion."""
+
+
+@dataclass(frozen=True)
+class _Level:
+    scale: float  # multiplies every knob effect (logit units)
+    degenerate: tuple[str, ...]  # knobs whose effects are shrunk to ``degenerate_factor``
+    degenerate_factor: float
+
+
+_LEVELS: dict[str, _Level] = {
+    "easy": _Level(0.7, (), 1.0),
+    "medium": _Level(0.45, ("query_expansion",), 0.05),
+    "hard": _Level(0.3, ("embedder", "query_expansion"), 0.05),
+}
+
+# Relative importance of each knob's main effect, and the interacting pairs with their weight.
+_IMPORTANCE = {"embedder": 0.8, "chunk_size": 0.5, "top_k": 0.9, "compression": 0.4, "query_expansion": 0.25}
+_PAIRS = {("top_k", "compression"): 0.5, ("chunk_size", "top_k"): 0.45, ("embedder", "chunk_size"): 0.25}
+
+
+def _check(name: str, value: Any, ok: bool, rule: str) -> None:
+    if not ok:
+        raise ValueError(f"{name} must {rule}, got {value!r}")
+
+
+def _positions(values: Sequence[Any]) -> np.ndarray:
+    """Values mapped to [-1, 1] by rank (for smooth effects over ordered knobs)."""
+    k = len(values)
+    return np.linspace(-1.0, 1.0, k) if k > 1 else np.zeros(1)
+
+
+def _is_ordered(values: Sequence[Any]) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def _effects(space: SearchSpace, level: _Level, rng: np.random.Generator) -> tuple[dict, dict]:
+    """Main-effect vectors and interaction matrices, centred, in logit units before ``scale``."""
+    main: dict[str, np.ndarray] = {}
+    for name in space.names:
+        vals = space.values(name)
+        imp = _IMPORTANCE.get(name, 0.5)
+        if _is_ordered(vals):
+            x = _positions(vals)
+            eff = rng.normal(0, 1) * x + rng.normal(0, 1) * (x**2 - np.mean(x**2)) + 0.3 * rng.normal(size=len(x))
+        else:
+            eff = rng.normal(size=len(vals))
+        eff = eff - eff.mean()
+        sd = eff.std() or 1.0
+        eff = imp * eff / sd
+        if name in level.degenerate:
+            eff = eff * level.degenerate_factor
+        main[name] = eff
+    inter: dict[tuple[str, str], np.ndarray] = {}
+    for (a, b), weight in _PAIRS.items():
+        if a not in space.names or b not in space.names:
+            continue
+        xa, xb = _positions(space.values(a)), _positions(space.values(b))
+        if (a, b) == ("top_k", "compression"):
+            m = np.outer(xa, xb)  # compression helps long contexts, hurts short ones
+        elif (a, b) == ("chunk_size", "top_k"):
+            m = -np.outer(xa, xb)  # big chunks x many chunks: lost in the middle
+        else:
+            m = np.zeros((len(xa), len(xb)))
+        m = m + 0.5 * rng.normal(size=m.shape)
+        m = m - m.mean(axis=0, keepdims=True) - m.mean(axis=1, keepdims=True) + m.mean()
+        sd = m.std() or 1.0
+        m = weight * m / sd
+        if a in level.degenerate or b in level.degenerate:
+            m = m * level.degenerate_factor
+        inter[(a, b)] = m
+    return main, inter
+
+
+def _grid_coords(space: SearchSpace) -> np.ndarray:
+    """(n_configs, n_params) value positions, in the space's mixed-radix order."""
+    grids = np.meshgrid(*[np.arange(s) for s in space.sizes], indexing="ij")
+    return np.stack([g.reshape(-1) for g in grids], axis=1)
+
+
+def _tokens(space: SearchSpace, coords: np.ndarray) -> np.ndarray:
+    """Mean prompt tokens of each configuration (overhead + retrieved context + expansion)."""
+    n = len(coords)
+    cfg = {name: np.asarray(space.values(name), dtype=object)[coords[:, j]] for j, name in enumerate(space.names)}
+    k = np.asarray(cfg["top_k"], dtype=float) if "top_k" in cfg else np.full(n, 3.0)
+    chunk = np.asarray(cfg["chunk_size"], dtype=float) if "chunk_size" in cfg else np.full(n, 256.0)
+    comp = np.asarray(cfg["compression"], dtype=float) if "compression" in cfg else np.zeros(n)
+    qe = np.asarray(cfg["query_expansion"], dtype=float) if "query_expansion" in cfg else np.zeros(n)
+    return 200.0 + k * chunk * (1.0 - comp) + 150.0 * qe
+
+
+def _latent(space: SearchSpace, coords: np.ndarray, main: Mapping, inter: Mapping) -> np.ndarray:
+    pos = {name: j for j, name in enumerate(space.names)}
+    f = np.zeros(len(coords))
+    for name, eff in main.items():
+        f += eff[coords[:, pos[name]]]
+    for (a, b), m in inter.items():
+        f += m[coords[:, pos[a]], coords[:, pos[b]]]
+    return f
+
+
+def _build(
+    difficulty: str,
+    *,
+    seed: int,
+    n_questions: int,
+    w: float,
+    params: Mapping[str, Sequence[Any]] | None,
+    correlation: float,
+    base_accuracy: float,
+    fidelity: float,
+    proxy: bool,
+) -> ReplayTable:
+    _check("difficulty", difficulty, difficulty in _LEVELS, f"be one of {list(DIFFICULTIES)}")
+    _check("seed", seed, not isinstance(seed, bool) and isinstance(seed, (int, np.integer)) and seed >= 0,
+           "be a non-negative integer")
+    _check("n_questions", n_questions, not isinstance(n_questions, bool) and isinstance(n_questions, (int, np.integer))
+           and n_questions >= 4, "be an integer >= 4")
+    _check("w", w, isinstance(w, (int, float)) and 0.0 <= w <= 1.0, "lie in [0, 1]")
+    _check("correlation", correlation, isinstance(correlation, (int, float)) and 0.0 <= correlation < 1.0,
+           "lie in [0, 1)")
+    _check("base_accuracy", base_accuracy, isinstance(base_accuracy, (int, float)) and 0.0 < base_accuracy < 1.0,
+           "lie in (0, 1)")
+    _check("fidelity", fidelity, isinstance(fidelity, (int, float)) and 0.0 <= fidelity <= 1.0, "lie in [0, 1]")
+    space = SearchSpace(dict(params) if params is not None else DEFAULT_PARAMS)
+    level = _LEVELS[difficulty]
+    code = DIFFICULTIES.index(difficulty)
+    # The knob effects depend on (seed, difficulty) only, so a proxy shares them with its target.
+    main, inter = _effects(space, level, np.random.default_rng([int(seed), code, 0xE55]))
+    coords = _grid_coords(space)
+    f = level.scale * _latent(space, coords, main, inter)
+    stream = 1 if proxy else 0
+    rng = np.random.default_rng([int(seed), code, 0x9E5, stream, int(n_questions)])
+    if proxy:  # a cheaper pipeline: correlated with the target, shifted down, partly reshuffled
+        noise = rng.normal(size=len(f)) * (f.std() or 1.0)
+        f = fidelity * f + math.sqrt(1.0 - fidelity**2) * noise - 0.3
+    base = special.logit(base_accuracy)
+    d_q = rng.normal(0.0, 1.2, size=n_questions)
+    logits = base + f[:, None] + d_q[None, :]
+    p = special.expit(logits)
+    # Common random numbers: a question's shared draw makes configurations agree on it.
+    # Configurations that differ only in degenerate knobs give the same answers (shared draw).
+    z_q = rng.standard_normal(n_questions)
+    live = [j for j, name in enumerate(space.names) if name not in level.degenerate]
+    reduced = np.ravel_multi_index(tuple(coords[:, j] for j in live), tuple(space.sizes[j] for j in live)) if live \
+        else np.zeros(len(f), dtype=int)
+    e = rng.standard_normal((int(reduced.max()) + 1, n_questions))[reduced]
+    u = stats.norm.cdf(correlation * z_q[None, :] + math.sqrt(1.0 - correlation**2) * e)
+    correct = (u < p).astype(float)
+    tokens = _tokens(space, coords)[:, None] * rng.lognormal(0.0, 0.3, size=(len(f), n_questions))
+    t_max = float(tokens.max())
+    outcomes = w * correct - (1.0 - w) * tokens / t_max
+    bounded = bool(((outcomes >= 0) & (outcomes <= 1)).all())
+    qids = tuple(f"{'proxy' if proxy else 'q'}{i}" for i in range(n_questions))
+    return ReplayTable(space, outcomes.mean(axis=1), outcomes, qids, bounded, n_questions)
+
+
+def make_surface(
+    difficulty: Difficulty,
+    *,
+    seed: int = 0,
+    n_questions: int = 50,
+    w: float = 0.9,
+    params: Mapping[str, Sequence[Any]] | None = None,
+    correlation: float = 0.9,
+    base_accuracy: float = 0.35,
+) -> ReplayTable:
+    """A per-question grid of the given difficulty, deterministic in ``seed``.
+
+    ``params`` defaults to :data:`DEFAULT_PARAMS` (384 configurations; knobs named
+    ``top_k``, ``chunk_size``, ``compression``, ``query_expansion`` get their token cost and
+    structured interactions, others random effects). ``w`` weighs correctness against token
+    cost (``w=1``: the reward is accuracy alone). ``correlation`` in [0, 1): how strongly
+    configurations agree on which questions they get right.
+    """
+    return _build(difficulty, seed=seed, n_questions=n_questions, w=w, params=params, correlation=correlation,
+                  base_accuracy=base_accuracy, fidelity=1.0, proxy=False)
+
+
+def make_proxy(
+    difficulty: Difficulty,
+    *,
+    seed: int = 0,
+    n_questions: int = 50,
+    fidelity: float = 0.8,
+    w: float = 0.9,
+    params: Mapping[str, Sequence[Any]] | None = None,
+    correlation: float = 0.9,
+    base_accuracy: float = 0.35,
+) -> ReplayTable:
+    """A cheaper proxy of ``make_surface(difficulty, seed=seed, ...)`` (e.g. a smaller embedder).
+
+    The proxy's knob effects correlate with the target's at about ``fidelity`` (1: the same
+    surface on fresh questions) and its accuracy is lower overall; its questions are drawn
+    independently of the target's.
+    """
+    return _build(difficulty, seed=seed, n_questions=n_questions, w=w, params=params, correlation=correlation,
+                  base_accuracy=base_accuracy, fidelity=fidelity, proxy=True)
+
+
+def describe_surface(table: ReplayTable, *, epsilon: float = 0.01) -> dict[str, Any]:
+    """How hard a table is: near-ties to the best, gaps in the top, spread, one pull's noise."""
+    m = np.sort(table.means)[::-1]
+    out: dict[str, Any] = {
+        "configs": len(m),
+        "questions": table.n_questions,
+        "best": float(m[0]),
+        "within_epsilon": int((m >= m[0] - epsilon).sum()),
+        "epsilon": epsilon,
+        "gap_1_2": float(m[0] - m[1]) if len(m) > 1 else 0.0,
+        "gap_5_6": float(m[4] - m[5]) if len(m) > 5 else 0.0,
+        "top5_spread": float(m[0] - m[min(4, len(m) - 1)]),
+        "spread": float(m[0] - m[-1]),
+    }
+    if table.outcomes is not None:
+        out["question_std"] = float(table.outcomes.std(axis=1).mean())
+    return out
