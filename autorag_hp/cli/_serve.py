@@ -1,0 +1,131 @@
+"""`autorag-hp serve`: the online tuner as an HTTP service (needs the ``server`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve an online tuner over HTTP (POST /suggest, POST /feedback, GET /best, GET /stats)",
+        description=(
+            "Serve an OnlineTuner over HTTP. Every suggestion and feedback is journaled to --journal; "
+            "restarting on the same journal restores the state. The bearer token, if any, is read from "
+            "the environment variable named by --token-env."
+        ),
+    )
+    p.add_argument("--space", required=True, help="search space file (.toml, .json or .yaml)")
+    p.add_argument("--journal", required=True, help="journal file (JSON lines); resumed if it exists")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8765, help="port (0: any free port, see --port-file)")
+    p.add_argument("--strategy", default="hier-ts", help="online strategy (default hier-ts)")
+    p.add_argument("--seed", type=int, default=0)
+    forget = p.add_mutually_exclusive_group()
+    forget.add_argument("--discount", type=float, metavar="GAMMA", help="discounted statistics, 0 < GAMMA < 1")
+    forget.add_argument("--window", type=int, metavar="N", help="sliding-window statistics over the last N rewards")
+    p.add_argument("--expiry", type=float, default=3600.0, metavar="SECONDS", help="suggestion lifetime (default 3600)")
+    p.add_argument("--guardrail-margin", type=float, metavar="M", help="never explore configurations confidently worse than the best by M")
+    p.add_argument("--fsync", choices=["always", "interval", "never"], default="always",
+                   help="always: acknowledge feedback after a (group) fsync; interval: fsync every --fsync-interval-ms")
+    p.add_argument("--fsync-interval-ms", type=float, default=5.0)
+    p.add_argument("--snapshot-every", type=int, default=20_000, metavar="RECORDS")
+    p.add_argument("--warm-start", metavar="JOURNAL", help="offline tune or online journal to start from (new journals only)")
+    p.add_argument("--warm-start-mode", choices=["continue", "reset"], default="continue")
+    p.add_argument("--token-env", default="AUTORAG_HP_TOKEN", metavar="VAR",
+                   help="environment variable holding the bearer token (unset or empty: no token)")
+    p.add_argument("--max-body-bytes", type=int, default=16_384)
+    p.add_argument("--port-file", help="write the bound port here once listening (for --port 0)")
+    p.add_argument("--lifetime", type=float, metavar="SECONDS", help="stop by itself after this long (tests, demos)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from autorag_hp.online import create_app
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        print(f"autorag-hp serve needs the server extra: pip install 'autorag-hp[server]' ({exc})", file=sys.stderr)
+        return 2
+    from autorag_hp.online import (
+        Discounted,
+        Guardrail,
+        OnlineTuner,
+        Persistence,
+        SlidingWindow,
+        Stationary,
+        WarmStart,
+    )
+    from autorag_hp.space import SearchSpace
+
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must satisfy 0 <= port <= 65535, got {args.port}")
+    token = os.environ.get(args.token_env) or None
+    if not _is_loopback(args.host) and token is None:
+        print(f"autorag-hp serve: warning: binding {args.host} without a token (set {args.token_env})", file=sys.stderr)
+    space = SearchSpace.from_file(args.space)
+    if args.discount is not None:
+        rule = Discounted(args.discount)
+    elif args.window is not None:
+        rule = SlidingWindow(args.window)
+    else:
+        rule = Stationary()
+    journal_exists = Path(args.journal).is_file() and Path(args.journal).stat().st_size > 0
+    tuner = OnlineTuner(
+        space,
+        strategy=args.strategy,
+        seed=args.seed,
+        stats=rule,
+        expiry_s=args.expiry,
+        guardrail=None if args.guardrail_margin is None else Guardrail(args.guardrail_margin),
+        persistence=Persistence(args.journal, fsync=args.fsync, interval_ms=args.fsync_interval_ms,
+                                snapshot_every=args.snapshot_every),
+        warm_start=None if args.warm_start is None or journal_exists else WarmStart(args.warm_start, args.warm_start_mode),
+    )
+    app = create_app(tuner, token=token, max_body_bytes=args.max_body_bytes, close_tuner_on_shutdown=True)
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", backlog=2048)
+    server = uvicorn.Server(config)
+    if args.lifetime is not None:
+        timer = threading.Timer(args.lifetime, lambda: setattr(server, "should_exit", True))
+        timer.daemon = True
+        timer.start()
+    if args.port_file:
+        tmp = Path(args.port_file + ".tmp")
+        tmp.write_text(str(port))
+        os.replace(tmp, args.port_file)
+    stats = tuner.stats()
+    print(
+        f"autorag-hp serve: http://{args.host}:{port} strategy={args.strategy} "
+        f"feedback={stats['feedback']} suggestions={stats['suggestions']} boot={stats['boot']} "
+        f"token={'on' if token else 'off'}",
+        file=sys.stderr, flush=True,
+    )
+    try:
+        server.run(sockets=[sock])
+    finally:
+        tuner.close()
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
