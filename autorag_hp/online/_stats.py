@@ -203,7 +203,7 @@ class JointTable:
         self._s = np.zeros(16)
         self._ss = np.zeros(16)
         self._w = 1.0  # current weight of a new reward, relative to stored rows
-        self.version = 0  # bumped on every change (cache key)
+        self.version = 0  # number of rewards added (cache key, tie-break seed)
 
     def __len__(self) -> int:
         return len(self._slot)
@@ -284,6 +284,7 @@ class JointTable:
             "sum": self._s[:k].tolist(),
             "sumsq": self._ss[:k].tolist(),
             "w": self._w,
+            "version": self.version,
         }
         if self._window is not None:
             out["window"] = [[a, r] for a, r in self._window]
@@ -303,4 +304,4 @@ class JointTable:
         self._w = float(data["w"])
         if self._window is not None:
             self._window = deque((int(a), float(r)) for a, r in data.get("window", []))
-        self.version += 1
+        self.version = int(data.get("version", 0))

@@ -176,6 +176,8 @@ class OnlineTuner:
         self._journal_id = uuid.uuid4().hex
         self._since_snapshot = 0
         self._snapshot_wanted = threading.Event()
+        self._snapshot_lock = threading.Lock()
+        self._snapshot_offset = 0
         self._snapshot_thread: threading.Thread | None = None
         self._closing = False
         self.restored_from: dict[str, Any] = {"snapshot": False, "replayed": 0}
@@ -357,18 +359,22 @@ class OnlineTuner:
         """Write a snapshot now (also done every ``snapshot_every`` records and on close)."""
         if self._journal is None or self.persistence is None:
             return
-        with self._lock:
-            state = self._state()
-            offset = self._journal.offset
-            seq = self._journal._written
-            self._since_snapshot = 0
-        self._journal.wait(seq)
-        if self._journal.fsync != "always":
-            self._journal.sync()
-        write_snapshot(self.persistence.snapshot_path, {
-            "type": "snapshot", "version": _FORMAT, "journal_id": self._journal_id,
-            "offset": offset, "ts": self._clock(), "state": state,
-        })
+        with self._snapshot_lock:  # one writer at a time, offsets only grow
+            with self._lock:
+                state = self._state()
+                offset = self._journal.offset
+                seq = self._journal._written
+                self._since_snapshot = 0
+            if offset <= self._snapshot_offset:
+                return
+            self._journal.wait(seq)
+            if self._journal.fsync != "always":
+                self._journal.sync()
+            write_snapshot(self.persistence.snapshot_path, {
+                "type": "snapshot", "version": _FORMAT, "journal_id": self._journal_id,
+                "offset": offset, "ts": self._clock(), "state": state,
+            })
+            self._snapshot_offset = offset
 
     def close(self) -> None:
         """Write a final snapshot and close the journal (idempotent)."""
@@ -381,6 +387,16 @@ class OnlineTuner:
             self._snapshot_thread.join()
         if self._journal is not None:
             self.snapshot()
+            self._journal.close()
+
+    def _abandon(self) -> None:
+        """Stop without a final snapshot, as a crash would (for tests)."""
+        with self._lock:
+            self._closing = True
+        if self._snapshot_thread is not None:
+            self._snapshot_wanted.set()
+            self._snapshot_thread.join()
+        if self._journal is not None:
             self._journal.close()
 
     def __enter__(self) -> "OnlineTuner":
