@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import signal
 import socket
 import sys
 import threading
@@ -97,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
+    sock.listen(2048)  # connections queue from now on, so the port file below is a ready signal
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", backlog=2048)
     server = uvicorn.Server(config)
@@ -115,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
         f"token={'on' if token else 'off'}",
         file=sys.stderr, flush=True,
     )
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises it; this handler makes
+    # that re-raise a no-op, so a requested stop exits 0 after the final snapshot.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
         server.run(sockets=[sock])
     finally:
