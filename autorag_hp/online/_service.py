@@ -18,6 +18,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from autorag_hp.online._tuner import FeedbackRejected, OnlineTuner
@@ -74,6 +75,7 @@ class Health(BaseModel):
 
 
 _ERRORS = {
+    400: {"model": Problem, "description": "Unreadable request (e.g. a body that is not UTF-8 JSON)."},
     401: {"model": Problem, "description": "Missing or wrong bearer token."},
     413: {"model": Problem, "description": "Request body too large."},
     422: {"model": Problem, "description": "Invalid request; `field` names the offending field."},
@@ -200,6 +202,11 @@ def create_app(
         else:
             field = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
         return _json({"detail": f"{field}: {first.get('msg', 'invalid')}", "field": field}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        field = "body" if exc.status_code == 400 else None
+        return _json({"detail": str(exc.detail), "field": field}, exc.status_code, getattr(exc, "headers", None))
 
     @app.exception_handler(FeedbackRejected)
     async def rejected(request: Request, exc: FeedbackRejected) -> Response:
