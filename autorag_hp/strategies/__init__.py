@@ -30,6 +30,8 @@ _REGISTRY: dict[str, str | Callable[..., Strategy]] = {
     "random": "autorag_hp.strategies.random_search:RandomSearch",
     "grid": "autorag_hp.strategies.grid:GridSearch",
     "tpe": "autorag_hp.strategies.tpe:TPE",
+    "structured-ts": "autorag_hp.strategies.structured:StructuredTS",
+    "structured-tt": "autorag_hp.strategies.structured:StructuredTopTwo",
 }
 
 

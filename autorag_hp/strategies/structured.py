@@ -1,0 +1,500 @@
+"""Structured Thompson sampling: an additive Bayesian model over knob values shares what each pull teaches.
+
+Model (a Bayesian ANOVA decomposition, fit by conjugate Bayesian linear regression):
+
+    reward(c) = b + sum_k main_k[c_k] + sum_(k,l) pair_kl[c_k, c_l] + u_c + noise
+
+One-hot features for every knob value and for the values of the interacting pairs;
+independent Gaussian priors (``prior_scale`` for main effects, ``interaction_scale`` for
+pairs); ``u_c ~ N(0, residual_scale**2)`` is what the additive model misses about one
+configuration, learned from that configuration's own pulls; the noise variance is the
+pooled within-configuration variance (plug-in). A pull's one-hot row has a handful of
+non-zeros, so a tell updates the Gram matrix in O(k^2); the posterior is refactored
+(Cholesky, O(d^3)) at most once per tell, less often once thousands of pulls are in.
+
+Policies: ``structured-ts`` plays Thompson sampling (Agrawal & Goyal 2013, linear TS);
+``structured-tt`` plays top-two Thompson sampling for best-arm identification (Russo 2016):
+with probability ``leader_prob`` the sample's argmax, otherwise the argmax of a fresh
+sample with the leader masked out (a one-resample variant of TTTS's challenger).
+Recommendations (``best``) rank every configuration by posterior mean, with credible
+intervals, so an unpulled configuration whose knob values all did well can be recommended.
+
+Stopping rule (``stop=True``): ``ask`` raises :class:`SpaceExhausted` once the posterior
+probability that every one of ``best(stop_top)`` is within ``stop_epsilon`` of the
+``stop_top``-th best configuration reaches ``stop_level``. Transfer: ``warm_start`` reads
+(config, reward) pairs of a cheaper proxy (a journal path or a list of records); each counts
+as ``warm_weight`` of a target pull and the proxy gets its own offset, so a proxy that is
+uniformly worse (a smaller embedder) still informs the knob effects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import linalg
+
+from autorag_hp.strategies._base import Coords, Recommendation, SpaceExhausted, Strategy, argmax_random
+
+__all__ = ["StructuredTS", "StructuredTopTwo"]
+
+_ENUMERATE_LIMIT = 250_000  # larger spaces: coordinate ascent instead of scoring every configuration
+_AUTO_MAX_FEATURES = 320
+_REFACTOR_DRIFT = 0.1  # refactor the posterior when the noise-variance estimate moves by 10%
+
+
+def _finite(name: str, value: Any, *, low: float = 0.0, strict: bool = True) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    ok = ok and (value > low if strict else value >= low)
+    if not ok:
+        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
+
+
+def _pos_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class StructuredTSOptions:
+    """Options of the structured strategies (see the module docstring for the model).
+
+    ``interactions``: "auto" (every pair while the model has at most 320 features, then the
+    pairs with fewest value combinations), "all", "none", or explicit pairs "top_k*compression,
+    chunk_size*top_k". ``prior_scale``/``interaction_scale``/``residual_scale``: prior standard
+    deviations, in reward units, of a main effect, a pairwise effect and one configuration's
+    deviation from the additive model. ``leader_prob``: top-two TS's chance of playing the
+    leader (1 = plain Thompson sampling). ``init``: space-filling first pulls (0 = one per
+    value of the knob with most values). ``stop``: honour the stopping rule (``stop_epsilon``,
+    ``stop_level``, ``stop_top``, checked every ``stop_every`` tells after ``stop_min_pulls``).
+    ``warm_start``: proxy observations, a journal path or a list of {"config", "reward"}
+    records; ``warm_weight``: what one proxy pull counts for, in target pulls.
+    """
+
+    interactions: str = "auto"
+    prior_scale: float = 0.1
+    interaction_scale: float = 0.05
+    residual_scale: float = 0.02
+    leader_prob: float = 1.0
+    init: int = 0
+    stop: bool = False
+    stop_epsilon: float = 0.01
+    stop_level: float = 0.95
+    stop_top: int = 1
+    stop_every: int = 10
+    stop_min_pulls: int = 50
+    stop_samples: int = 256
+    warm_start: Any = None
+    warm_weight: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.interactions, str) or not self.interactions.strip():
+            raise ValueError(
+                f"interactions must be 'auto', 'all', 'none' or pairs like 'top_k*compression', got {self.interactions!r}"
+            )
+        for f in ("prior_scale", "interaction_scale", "warm_weight", "stop_epsilon"):
+            _finite(f, getattr(self, f))
+        _finite("residual_scale", self.residual_scale, strict=False)
+        if not (isinstance(self.leader_prob, (int, float)) and not isinstance(self.leader_prob, bool)
+                and 0.0 < self.leader_prob <= 1.0):
+            raise ValueError(f"leader_prob must lie in (0, 1], got {self.leader_prob!r}")
+        if not (isinstance(self.stop_level, (int, float)) and not isinstance(self.stop_level, bool)
+                and 0.5 <= self.stop_level < 1.0):
+            raise ValueError(f"stop_level must lie in [0.5, 1), got {self.stop_level!r}")
+        if not isinstance(self.stop, bool):
+            raise ValueError(f"stop must be true or false, got {self.stop!r}")
+        if isinstance(self.init, bool) or not isinstance(self.init, int) or self.init < 0:
+            raise ValueError(f"init must be an integer >= 0, got {self.init!r}")
+        for f in ("stop_top", "stop_every", "stop_min_pulls", "stop_samples"):
+            _pos_int(f, getattr(self, f))
+        ws = self.warm_start
+        if ws is not None and not isinstance(ws, str) and not (isinstance(ws, (list, tuple))):
+            raise ValueError(f"warm_start must be a journal path or a list of {{'config', 'reward'}} records, got {ws!r}")
+
+
+@dataclass(frozen=True)
+class StructuredTopTwoOptions(StructuredTSOptions):
+    """As :class:`StructuredTSOptions`, with top-two sampling on (``leader_prob=0.5``)."""
+
+    leader_prob: float = 0.5
+
+
+class _Design:
+    """Feature layout: intercept, one block per knob, one block per interacting pair, proxy offset."""
+
+    def __init__(self, names: Sequence[str], sizes: Sequence[int], interactions: str) -> None:
+        self.sizes = tuple(int(s) for s in sizes)
+        p = len(self.sizes)
+        pos = {n: i for i, n in enumerate(names)}
+        spec = interactions.strip()
+        if spec == "none":
+            pairs: list[tuple[int, int]] = []
+        elif spec in ("all", "auto"):
+            pairs = [(a, b) for a in range(p) for b in range(a + 1, p) if self.sizes[a] > 1 and self.sizes[b] > 1]
+            if spec == "auto":
+                budget = _AUTO_MAX_FEATURES - 1 - sum(self.sizes)
+                chosen = []
+                for a, b in sorted(pairs, key=lambda ab: (self.sizes[ab[0]] * self.sizes[ab[1]], ab)):
+                    if self.sizes[a] * self.sizes[b] <= budget:
+                        chosen.append((a, b))
+                        budget -= self.sizes[a] * self.sizes[b]
+                pairs = sorted(chosen)
+        else:
+            pairs = []
+            for item in spec.split(","):
+                parts = [x.strip() for x in item.split("*")]
+                if len(parts) != 2 or parts[0] not in pos or parts[1] not in pos or parts[0] == parts[1]:
+                    raise ValueError(
+                        f"interactions: {item.strip()!r} must name two different parameters as 'a*b'; "
+                        f"parameters: {list(names)}"
+                    )
+                a, b = sorted((pos[parts[0]], pos[parts[1]]))
+                if (a, b) not in pairs:
+                    pairs.append((a, b))
+        self.pairs = pairs
+        self.main_off = []
+        off = 1
+        for s in self.sizes:
+            self.main_off.append(off)
+            off += s
+        self.pair_off = []
+        for a, b in pairs:
+            self.pair_off.append(off)
+            off += self.sizes[a] * self.sizes[b]
+        self.proxy = off
+        self.d = off + 1  # the proxy offset is always there; without proxy data its prior keeps it inert
+
+    def active(self, coords: Sequence[int], *, proxy: bool = False) -> np.ndarray:
+        idx = [0] + [o + int(c) for o, c in zip(self.main_off, coords)]
+        idx += [o + int(coords[a]) * self.sizes[b] + int(coords[b]) for o, (a, b) in zip(self.pair_off, self.pairs)]
+        if proxy:
+            idx.append(self.proxy)
+        return np.asarray(idx, dtype=np.intp)
+
+    def active_rows(self, coords: np.ndarray) -> np.ndarray:
+        """(m, k) feature indices of m configurations given as an (m, p) coordinate array."""
+        cols = [np.zeros(len(coords), dtype=np.intp)]
+        cols += [o + coords[:, j] for j, o in enumerate(self.main_off)]
+        cols += [o + coords[:, a] * self.sizes[b] + coords[:, b] for o, (a, b) in zip(self.pair_off, self.pairs)]
+        return np.stack(cols, axis=1)
+
+    def score_all(self, beta: np.ndarray) -> np.ndarray:
+        """Model value of every configuration, in mixed-radix order, by broadcasting (no index arrays)."""
+        p = len(self.sizes)
+        out = np.full(self.sizes, beta[0])
+        for j, (o, s) in enumerate(zip(self.main_off, self.sizes)):
+            shape = [1] * p
+            shape[j] = s
+            out = out + beta[o:o + s].reshape(shape)
+        for o, (a, b) in zip(self.pair_off, self.pairs):
+            shape = [1] * p
+            shape[a], shape[b] = self.sizes[a], self.sizes[b]
+            out = out + beta[o:o + self.sizes[a] * self.sizes[b]].reshape(shape)
+        return out.reshape(-1)
+
+    def score_many(self, beta: np.ndarray) -> np.ndarray:
+        """(s, n_configs) values for a stack of s coefficient vectors."""
+        s = beta.shape[0]
+        p = len(self.sizes)
+        out = np.broadcast_to(beta[:, 0].reshape([s] + [1] * p), (s, *self.sizes)).copy()
+        for j, (o, size) in enumerate(zip(self.main_off, self.sizes)):
+            shape = [s] + [1] * p
+            shape[j + 1] = size
+            out += beta[:, o:o + size].reshape(shape)
+        for o, (a, b) in zip(self.pair_off, self.pairs):
+            shape = [s] + [1] * p
+            shape[a + 1], shape[b + 1] = self.sizes[a], self.sizes[b]
+            out += beta[:, o:o + self.sizes[a] * self.sizes[b]].reshape(shape)
+        return out.reshape(s, -1)
+
+
+class StructuredTS(Strategy):
+    """Thompson sampling on an additive-plus-pairwise Bayesian model over knob values."""
+
+    name = "structured-ts"
+    Options = StructuredTSOptions
+
+    def __init__(self, space, *, seed=0, **options):
+        super().__init__(space, seed=seed, **options)
+        o = self.options
+        self.design = _Design(space.names, space.sizes, o.interactions)
+        d = self.design.d
+        self.enumerate = len(space) <= _ENUMERATE_LIMIT
+        self.prior_prec = np.empty(d)
+        self.prior_prec[0] = 1.0
+        self.prior_prec[1:self.design.pair_off[0] if self.design.pairs else self.design.proxy] = o.prior_scale ** -2
+        if self.design.pairs:
+            self.prior_prec[self.design.pair_off[0]:self.design.proxy] = o.interaction_scale ** -2
+        self.prior_prec[self.design.proxy] = 0.5 ** -2
+        self.gram = np.zeros((d, d))  # sum of weight * x x^T (weight 1 per target pull)
+        self.xty = np.zeros(d)
+        # per-configuration target statistics for the residual term (dense when enumerable)
+        if self.enumerate:
+            self.n_c = np.zeros(len(space))
+            self.sum_c = np.zeros(len(space))
+        self._ss_within = 0.0  # pooled within-configuration sum of squares, kept incrementally
+        self._dof_within = 0
+        self._warm_n = 0
+        self._tot = [0, 0.0, 0.0]  # count, sum, sum of squares of target rewards
+        self._factor()
+        self._stop_cache: tuple[int, float] | None = None
+        self._init_plan: list[Coords] = []
+        if o.warm_start is not None:
+            self._load_warm_start(o.warm_start)
+        n_init = o.init or max(space.sizes)
+        if n_init > 0:
+            perms = [self.rng.permutation(max(n_init, s)) % s for s in space.sizes]
+            self._init_plan = [tuple(int(perm[i]) for perm in perms) for i in range(n_init)]
+            self._init_plan.reverse()
+
+    # -- data ---------------------------------------------------------------------------------
+    def _load_warm_start(self, source: Any) -> None:
+        if isinstance(source, str):
+            from autorag_hp.journal import read_journal
+
+            _, records = read_journal(source)
+            where = f"warm_start journal {source!r}"
+        else:
+            records, where = list(source), "warm_start"
+        for i, rec in enumerate(records):
+            if not isinstance(rec, dict) or "config" not in rec or "reward" not in rec:
+                raise ValueError(f"{where}: record {i} must be a mapping with 'config' and 'reward', got {rec!r}")
+            try:
+                coords = self.space.coords(rec["config"])
+            except ValueError as exc:
+                raise ValueError(f"{where}: record {i}: {exc}") from None
+            r = rec["reward"]
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r):
+                raise ValueError(f"{where}: record {i}: reward must be a finite number, got {r!r}")
+            self._add(coords, float(r), self.options.warm_weight, proxy=True)
+            self._warm_n += 1
+
+    def _add(self, coords: Coords, reward: float, weight: float, *, proxy: bool = False) -> None:
+        idx = self.design.active(coords, proxy=proxy)
+        self.gram[np.ix_(idx, idx)] += weight
+        self.xty[idx] += weight * reward
+        self._observe(idx, reward, weight)
+
+    def _update(self, coords: Coords, reward: float, was_pending: bool) -> None:
+        self._add(coords, reward, 1.0)
+        row = self.stats.table.get(coords)  # before the base class adds this reward
+        if row is not None:
+            n, s = row[0], row[1]
+            mean_old = s / n
+            # Welford: the within-configuration sum of squares grows by n/(n+1) (x - mean)^2
+            self._ss_within += n / (n + 1.0) * (reward - mean_old) ** 2
+            self._dof_within += 1
+        if self.enumerate:
+            i = self.space.index_of_coords(coords)
+            self.n_c[i] += 1
+            self.sum_c[i] += reward
+        t = self._tot
+        t[0] += 1
+        t[1] += reward
+        t[2] += reward * reward
+        if abs(self.noise_var() / self._s2 - 1.0) > _REFACTOR_DRIFT:
+            self._factor()  # the noise estimate moved: redo the posterior at the new variance
+
+    def noise_var(self) -> float:
+        """Plug-in variance of one pull: pooled within-configuration, shrunk to the overall spread."""
+        n, s, q = self._tot
+        if n >= 2:
+            overall = max((q - s * s / n) / (n - 1), 1e-6)
+        else:
+            overall = 0.25
+        nu0 = 10.0
+        return max((self._ss_within + nu0 * overall) / (self._dof_within + nu0), 1e-8)
+
+    # -- posterior ----------------------------------------------------------------------------
+    def _factor(self) -> None:
+        """Recompute the posterior from the Gram matrix at the current noise variance.
+
+        Keeps ``_root`` with root @ root.T = posterior covariance (the inverse transposed
+        Cholesky factor of the precision) and the posterior mean ``_mu``.
+        """
+        s2 = self.noise_var()
+        a = self.gram / s2
+        a[np.diag_indices_from(a)] += self.prior_prec
+        chol = linalg.cholesky(a, lower=True, check_finite=False)
+        self._root = linalg.solve_triangular(chol, np.eye(len(a)), lower=True, trans="T", check_finite=False)
+        self._mu = linalg.cho_solve((chol, True), self.xty / s2, check_finite=False)
+        self._s2 = s2
+
+    def _observe(self, idx: np.ndarray, reward: float, weight: float) -> None:
+        """Exact rank-one posterior update (Potter's square-root form, no factorisation): O(d^2)."""
+        r = self._s2 / weight
+        phi = self._root[idx].sum(axis=0)  # root.T @ x for the one-hot row x
+        alpha = 1.0 / (phi @ phi + r)
+        gamma = 1.0 / (1.0 + math.sqrt(alpha * r))
+        s_phi = self._root @ phi  # = covariance @ x
+        self._mu += alpha * s_phi * (reward - self._mu[idx].sum())
+        self._root -= (alpha * gamma) * np.outer(s_phi, phi)
+
+    def _sample_beta(self, rng: np.random.Generator, size: int | None = None) -> np.ndarray:
+        d = self.design.d
+        if size is None:
+            return self._mu + self._root @ rng.standard_normal(d)
+        return self._mu[None, :] + rng.standard_normal((size, d)) @ self._root.T
+
+    def _shrink(self, s2: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per configuration: weight k_c of its own mean against the model, and residual sd."""
+        t2 = self.options.residual_scale ** 2
+        if t2 == 0:
+            return np.zeros_like(self.n_c), np.zeros_like(self.n_c)
+        denom = self.n_c * t2 + s2
+        return self.n_c * t2 / denom, np.sqrt(t2 * s2 / denom)
+
+    def _values(self, f: np.ndarray, k: np.ndarray, sd: np.ndarray, xi: np.ndarray | None) -> np.ndarray:
+        """Configuration values: model f blended with each configuration's own mean (+ residual draw)."""
+        own = np.divide(self.sum_c, self.n_c, out=np.zeros_like(self.sum_c), where=self.n_c > 0)
+        v = f + k * (own - f)
+        if xi is not None:
+            v = v + sd * xi
+        return v
+
+    def _thompson_draw(self, exclude: int | None = None) -> int:
+        beta = self._sample_beta(self.rng)
+        if not self.enumerate:
+            return self._ascent(beta, exclude)
+        f = self.design.score_all(beta)
+        k, sd = self._shrink(self._s2)
+        xi = self.rng.standard_normal(len(f)) if self.options.residual_scale > 0 else None
+        v = self._values(f, k, sd, xi)
+        if exclude is not None:
+            v[exclude] = -np.inf
+        return argmax_random(v, self.rng)
+
+    def _ascent(self, beta: np.ndarray, exclude: int | None) -> int:
+        """Huge spaces: coordinate ascent on the sampled model from the best pulled configuration."""
+        start = max(self.stats.table, key=lambda c: self.stats.table[c][1] / self.stats.table[c][0]) \
+            if self.stats.table else tuple(int(self.rng.integers(s)) for s in self.space.sizes)
+        cur = list(start)
+        for _ in range(10):
+            changed = False
+            for j, size in enumerate(self.space.sizes):
+                cand = np.repeat(np.asarray(cur)[None, :], size, axis=0)
+                cand[:, j] = np.arange(size)
+                vals = beta[self.design.active_rows(cand)].sum(axis=1)
+                best = argmax_random(vals, self.rng)
+                if best != cur[j]:
+                    cur[j], changed = best, True
+            if not changed:
+                break
+        idx = self.space.index_of_coords(cur)
+        if exclude is not None and idx == exclude:
+            j = int(self.rng.integers(len(cur)))
+            cur[j] = (cur[j] + 1 + int(self.rng.integers(max(self.space.sizes[j] - 1, 1)))) % self.space.sizes[j]
+            idx = self.space.index_of_coords(cur)
+        return idx
+
+    # -- ask ----------------------------------------------------------------------------------
+    def _ask(self) -> Coords:
+        if self.options.stop:
+            self._check_stop()
+        if self._init_plan:
+            return self._init_plan.pop()
+        leader = self._thompson_draw()
+        if self.options.leader_prob < 1.0 and self.rng.random() >= self.options.leader_prob:
+            leader = self._thompson_draw(exclude=leader)
+        return self.space.coords_of_index(leader)
+
+    def _check_stop(self) -> None:
+        o = self.options
+        n = self.n_told
+        if n < o.stop_min_pulls or (n - o.stop_min_pulls) % o.stop_every:
+            return
+        conf = self.stop_confidence()
+        if conf >= o.stop_level:
+            raise SpaceExhausted(
+                f"stopping rule: best({o.stop_top}) is within stop_epsilon={o.stop_epsilon} of the best "
+                f"with posterior probability {conf:.3f} >= stop_level={o.stop_level} after {n} pulls"
+            )
+
+    def should_stop(self) -> bool:
+        """Whether the stopping rule holds now (whatever ``stop`` says)."""
+        return self.n_told >= self.options.stop_min_pulls and self.stop_confidence() >= self.options.stop_level
+
+    def stop_confidence(self) -> float:
+        """Posterior probability that each of ``best(stop_top)`` is within ``stop_epsilon`` of the
+        ``stop_top``-th best configuration (Monte Carlo with ``stop_samples`` joint draws).
+
+        Uses its own generator seeded by (seed, pulls told), never ``self.rng``.
+        """
+        if self._stop_cache is not None and self._stop_cache[0] == self.n_told:
+            return self._stop_cache[1]
+        if not self.enumerate:
+            raise NotImplementedError("the stopping rule needs a space of at most 250,000 configurations")
+        o = self.options
+        x = min(o.stop_top, len(self.space))
+        rng = np.random.default_rng([self.seed, self.n_told, 0x5709])
+        picks = self._ranked_indices(x)
+        k, sd = self._shrink(self._s2)
+        hits = 0
+        chunk = max(1, min(o.stop_samples, 2_000_000 // max(len(self.space), 1)))
+        done = 0
+        while done < o.stop_samples:
+            m = min(chunk, o.stop_samples - done)
+            f = self.design.score_many(self._sample_beta(rng, m))
+            xi = rng.standard_normal(f.shape) if o.residual_scale > 0 else None
+            v = self._values(f, k, sd, xi)
+            if x == 1:
+                kth = v.max(axis=1)
+            else:
+                kth = -np.partition(-v, x - 1, axis=1)[:, x - 1]
+            ok = (v[:, picks] >= (kth - o.stop_epsilon)[:, None]).all(axis=1)
+            hits += int(ok.sum())
+            done += m
+        conf = hits / o.stop_samples
+        self._stop_cache = (self.n_told, conf)
+        return conf
+
+    # -- recommendation -----------------------------------------------------------------------
+    def posterior_mean(self) -> np.ndarray:
+        """Posterior mean value of every configuration, in index order."""
+        if not self.enumerate:
+            raise NotImplementedError("posterior_mean needs a space of at most 250,000 configurations")
+        k, _ = self._shrink(self._s2)
+        return self._values(self.design.score_all(self._mu), k, None, None)
+
+    def _ranked_indices(self, n: int) -> np.ndarray:
+        v = self.posterior_mean()
+        jitter = self._tiebreak_rng().random(len(v))
+        if n < len(v):
+            cand = np.argpartition(-v, n - 1)[:n]
+            thr = v[cand].min()
+            cand = np.flatnonzero(v >= thr)
+        else:
+            cand = np.arange(len(v))
+        order = np.lexsort((jitter[cand], -self.n_c[cand], -v[cand]))
+        return cand[order][:n]
+
+    def best(self, n: int = 1) -> list[Recommendation]:
+        """Top ``n`` configurations by posterior mean, with ``confidence`` credible intervals."""
+        n = self._check_n(n)
+        if not self.enumerate:
+            return super().best(n)
+        if self.n_told == 0 and self._warm_n == 0:
+            return self._fill(n, [])
+        idx = self._ranked_indices(n)
+        k, sd = self._shrink(self._s2)
+        v = self.posterior_mean()
+        z = self._z()
+        out = []
+        for i in idx:
+            coords = self.space.coords_of_index(int(i))
+            act = self.design.active(coords)
+            w = self._root[act].sum(axis=0)  # model variance x^T C x = |root.T x|^2
+            var = (1.0 - k[i]) ** 2 * float(w @ w) + float(sd[i]) ** 2
+            half = z * math.sqrt(max(var, 0.0))
+            out.append(Recommendation(self.space.config_from_coords(coords), float(v[i]), int(self.n_c[i]),
+                                      float(v[i]) - half, float(v[i]) + half))
+        return out
+
+
+class StructuredTopTwo(StructuredTS):
+    """Top-two Thompson sampling (Russo 2016) on the structured model: best-arm identification."""
+
+    name = "structured-tt"
+    Options = StructuredTopTwoOptions
