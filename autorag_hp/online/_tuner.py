@@ -305,10 +305,13 @@ class OnlineTuner:
             await self._journal.wait_async(ticket)
 
     def best(self, n: int = 1) -> list[Recommendation]:
-        """The ``n`` configurations with the highest (discounted or windowed) mean reward.
+        """The ``n`` configurations with the highest estimated (discounted or windowed) mean reward.
 
-        Only configurations with rewards are listed; ``pulls`` is the effective (possibly
-        fractional) number of rewards, the interval mean +- 1.96 * sigma / sqrt(pulls).
+        Only configurations with rewards are listed. As in the offline hierarchical
+        strategies, a configuration's mean is shrunk toward the overall mean by one
+        pseudo-reward, so one lucky reward does not top the list:
+        estimate = (sum + mu) / (pulls + 1), interval = estimate +- 1.96 * sigma / sqrt(pulls + 1).
+        ``pulls`` is the effective (possibly fractional) number of rewards.
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -319,13 +322,14 @@ class OnlineTuner:
         index, cnt, s, _ = arrays
         if len(index) == 0:
             return []
-        means = s / cnt
+        mu = float(s.sum() / cnt.sum())
+        est = (s + mu) / (cnt + 1.0)
         jitter = np.random.default_rng([self.seed, version, 0xBE57]).random(len(index))
-        order = np.lexsort((jitter, -cnt, -means))[: int(n)]
+        order = np.lexsort((jitter, -cnt, -est))[: int(n)]
         out = []
         for i in order:
-            half = 1.96 * sigma / math.sqrt(cnt[i])
-            m = float(means[i])
+            half = 1.96 * sigma / math.sqrt(cnt[i] + 1.0)
+            m = float(est[i])
             out.append(Recommendation(self.space.config(int(index[i])), m, float(cnt[i]), m - half, m + half))
         return out
 
