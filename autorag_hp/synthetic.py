@@ -18,8 +18,9 @@ times a per-question log-normal factor; the reward is AutoRAG-HP's eq. 1,
 ``w * correct - (1 - w) * tokens / t_max`` with ``t_max`` the table's largest cost.
 
 Difficulty follows the paper's buckets (AutoRAG-HP, Sec. 4): *easy* has a few
-configurations clearly ahead; *medium* has smaller effects; *hard* has small effects and
-two degenerate knobs (chunk size, query expansion barely matter), so many configurations
+configurations clearly ahead (the five best by the additive effects get a bonus of 0.8 logits,
+a sweet spot); *medium* has smaller effects, a smaller bonus and one degenerate knob
+(query expansion); *hard* has small effects, no sweet spot and two degenerate knobs (chunk size, query expansion barely matter), so many configurations
 sit within 0.01 of the best ("search space degeneracy").
 """
 
@@ -55,11 +56,13 @@ class _Level:
     scale: float  # multiplies every knob effect (logit units)
     degenerate: tuple[str, ...]  # knobs whose effects are shrunk to ``degenerate_factor``
     degenerate_factor: float
+    lead: int = 0  # this many configurations (the best by latent quality) get ``lead_bonus`` on top
+    lead_bonus: float = 0.0
 
 
 _LEVELS: dict[str, _Level] = {
-    "easy": _Level(0.7, (), 1.0),
-    "medium": _Level(0.45, ("query_expansion",), 0.05),
+    "easy": _Level(0.7, (), 1.0, lead=5, lead_bonus=0.8),
+    "medium": _Level(0.45, ("query_expansion",), 0.05, lead=5, lead_bonus=0.25),
     "hard": _Level(0.3, ("embedder", "query_expansion"), 0.05),
 }
 
@@ -178,6 +181,8 @@ def _build(
     main, inter = _effects(space, level, np.random.default_rng([int(seed), code, 0xE55]))
     coords = _grid_coords(space)
     f = level.scale * _latent(space, coords, main, inter)
+    if level.lead:  # "a few configurations clearly ahead" (a sweet spot the additive effects point to)
+        f[np.argsort(-f, kind="stable")[: level.lead]] += level.lead_bonus
     stream = 1 if proxy else 0
     rng = np.random.default_rng([int(seed), code, 0x9E5, stream, int(n_questions)])
     if proxy:  # a cheaper pipeline: correlated with the target, shifted down, partly reshuffled
