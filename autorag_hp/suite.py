@@ -332,6 +332,13 @@ def _describe(table: ReplayTable) -> dict[str, Any]:
     return out
 
 
+def _sems(table: ReplayTable) -> list[float] | None:
+    """Standard error of each configuration's grid mean over the table's questions."""
+    if table.outcomes is None or table.outcomes.shape[1] < 2:
+        return None
+    return [float(x) for x in table.outcomes.std(axis=1, ddof=1) / math.sqrt(table.outcomes.shape[1])]
+
+
 # -- running -------------------------------------------------------------------------------------
 _CACHE: dict[tuple[str, int | None], ReplayTable] = {}
 _STATE: dict[str, Any] = {}
@@ -567,6 +574,7 @@ def run_suite(
             "w": spec.w, "per_seed_surface": spec.per_seed, "n_configs": len(table.space),
             "n_questions": table.n_questions, "grid_calls": table.grid_calls, "batch": batch,
             "space": table.space.to_dict(), "means": [float(x) for x in table.means],
+            "sems": _sems(table),
             "describe": _describe(table),
         }
         table_info.append(info)
