@@ -194,6 +194,15 @@ def drive(port: int, clients: int, seconds: float, warmup: float) -> dict:
             "pair_p50_ms": round(pct(pus, 50) / 1000, 3), "pair_p99_ms": round(pct(pus, 99) / 1000, 3)}
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads (Linux /proc; nan elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def _start(cmd: list[str], port_file: Path) -> tuple[subprocess.Popen, int]:
     port_file.unlink(missing_ok=True)
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -225,11 +234,15 @@ def bench_http(levels: list[int], seconds: float, warmup: float, workdir: Path) 
         try:
             rows = []
             for c in levels:
+                cpu0 = _cpu_seconds(proc.pid)
                 row = drive(port, c, seconds, warmup)
+                # CPU the server spent per pair (warm-up included): robust to other load on the machine
+                done = row["pairs"] * (seconds + warmup) / seconds
+                row["server_cpu_us_per_pair"] = round((_cpu_seconds(proc.pid) - cpu0) / max(done, 1) * 1e6, 1)
                 rows.append(row)
                 print(f"  {name:48s} clients={c:3d}  {row['pairs_per_s']:8.1f} pairs/s  "
                       f"request p50 {row['request_p50_ms']:.2f} ms  p99 {row['request_p99_ms']:.2f} ms  "
-                      f"pair p99 {row['pair_p99_ms']:.2f} ms", flush=True)
+                      f"pair p99 {row['pair_p99_ms']:.2f} ms  server CPU {row['server_cpu_us_per_pair']:.0f} us/pair", flush=True)
             if "serve" in name:
                 stats = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/stats").read())
                 total_pairs = stats["feedback"]
@@ -260,7 +273,8 @@ def main() -> int:
     if args.serve_bare:
         serve_bare(args.serve_bare)
         return 0
-    result: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+    result: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
+                                "loadavg_at_start": os.getloadavg()},
                     "command": " ".join(sys.argv)}
     if not args.skip_inprocess:
         rows = []
