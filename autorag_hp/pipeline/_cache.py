@@ -76,6 +76,11 @@ def _key_bytes(key: str) -> bytes:
     return bytes.fromhex(key)
 
 
+def _key_array(keys: Sequence[bytes]) -> np.ndarray:
+    """Keys as a uint8 [n, 16] array (a bytes dtype would drop trailing NUL bytes)."""
+    return np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), _DIGEST)
+
+
 class ArrayStore:
     """A persistent map from content-hash keys to fixed-width float32 rows (e.g. embeddings).
 
@@ -102,11 +107,13 @@ class ArrayStore:
                 try:
                     with np.load(shard, allow_pickle=False) as z:
                         keys, values = z["keys"], z["values"]
+                    if keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape != (len(values), _DIGEST):
+                        raise ValueError(f"keys must be uint8 [{len(values)}, {_DIGEST}], got {keys.dtype} {keys.shape}")
                 except Exception as exc:  # an unreadable shard is skipped, never half-used
                     warnings.warn(f"ignoring unreadable cache shard {shard}: {exc}", RuntimeWarning, stacklevel=3)
                     continue
-                for k, v in zip(keys.tolist(), values):
-                    index[k] = v
+                for k, v in zip(keys, values):
+                    index[k.tobytes()] = v
         self._index = index
         return index
 
@@ -138,7 +145,7 @@ class ArrayStore:
                 index[k] = v
             if self.dir is None:
                 return
-            karr = np.array(kb, dtype=f"S{_DIGEST}")
+            karr = _key_array(kb)
             name = content_hash(karr.tobytes(), values.tobytes())
             self._write_shard(self.dir / f"{name}.npz", karr, values)
             shards = list(self.dir.glob("*.npz"))
@@ -160,7 +167,7 @@ class ArrayStore:
             by_width.setdefault(v.shape[0], []).append(k)
         written: set[Path] = set()
         for keys in by_width.values():
-            karr = np.array(keys, dtype=f"S{_DIGEST}")
+            karr = _key_array(keys)
             values = np.stack([self._index[k] for k in keys])
             path = self.dir / f"{content_hash(karr.tobytes(), values.tobytes())}.npz"
             self._write_shard(path, karr, values)

@@ -1,0 +1,97 @@
+"""RAG pipelines to tune: the protocol, the reference pipeline, evaluation sets and metrics.
+
+Importing this package is cheap: embedding models, faiss and transformers load lazily,
+on first use.
+"""
+
+from __future__ import annotations
+
+from autorag_hp.pipeline._cache import ArrayStore, JsonStore, content_hash, default_cache_dir
+from autorag_hp.pipeline._chunking import Chunking, chunk_corpus, get_tokenizer, register_tokenizer, split_sentences
+from autorag_hp.pipeline._compression import (
+    Compressor,
+    ExtractiveCompressor,
+    list_compressors,
+    make_compressor,
+    register_compressor,
+)
+from autorag_hp.pipeline._datasets import QADataset, load_dataset, load_hf, load_jsonl, load_squad, register_loader
+from autorag_hp.pipeline._default import default_space, load_default_dataset
+from autorag_hp.pipeline._generators import Generator, list_generators, make_generator, register_generator
+from autorag_hp.pipeline._grid import GridResult, run_grid
+from autorag_hp.pipeline._metrics import (
+    QUALITY_METRICS,
+    answer_in_context,
+    exact_match,
+    gold_recall,
+    normalize_answer,
+    reward,
+    score_result,
+    token_f1,
+)
+from autorag_hp.pipeline._objective import PipelineObjective
+from autorag_hp.pipeline._protocol import Passage, PipelineResult, Question, RAGPipeline
+from autorag_hp.pipeline._reference import ReferencePipeline
+from autorag_hp.pipeline._retrievers import (
+    DenseRetriever,
+    Encoder,
+    Retriever,
+    list_embedders,
+    make_retriever,
+    register_embedder,
+)
+
+__all__ = [
+    # protocol
+    "RAGPipeline",
+    "Question",
+    "Passage",
+    "PipelineResult",
+    # the reference pipeline and its parts
+    "ReferencePipeline",
+    "Chunking",
+    "chunk_corpus",
+    "split_sentences",
+    "get_tokenizer",
+    "register_tokenizer",
+    "Retriever",
+    "DenseRetriever",
+    "Encoder",
+    "make_retriever",
+    "register_embedder",
+    "list_embedders",
+    "Compressor",
+    "ExtractiveCompressor",
+    "make_compressor",
+    "register_compressor",
+    "list_compressors",
+    "Generator",
+    "make_generator",
+    "register_generator",
+    "list_generators",
+    # evaluation
+    "QADataset",
+    "load_dataset",
+    "load_squad",
+    "load_jsonl",
+    "load_hf",
+    "register_loader",
+    "load_default_dataset",
+    "default_space",
+    "QUALITY_METRICS",
+    "normalize_answer",
+    "exact_match",
+    "token_f1",
+    "answer_in_context",
+    "gold_recall",
+    "score_result",
+    "reward",
+    "PipelineObjective",
+    "run_grid",
+    "GridResult",
+    # caches
+    "default_cache_dir",
+    "content_hash",
+    "ArrayStore",
+    "JsonStore",
+]

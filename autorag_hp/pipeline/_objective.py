@@ -1,0 +1,87 @@
+"""A tuning objective over a RAG pipeline: each pull scores a configuration on a few questions."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from autorag_hp.objective import Outcome, check_reward
+from autorag_hp.pipeline._metrics import check_metric, check_t_max, check_weight, score_result
+from autorag_hp.pipeline._protocol import RAGPipeline
+
+__all__ = ["PipelineObjective"]
+
+
+class PipelineObjective:
+    """``(config, pull) -> Outcome``: run ``pipeline`` on ``batch`` questions of ``dataset``.
+
+    The questions of pull ``p`` are drawn without replacement by a generator seeded with
+    ``(seed, p)`` only, so a resumed or parallel run sees exactly the questions a
+    sequential one would. The reward is the mean over the batch of
+    ``w * quality - (1 - w) * prompt_tokens / t_max`` (AutoRAG-HP); ``details`` keeps
+    one record per question. ``t_max=None`` takes the pipeline's ``t_max`` attribute.
+    """
+
+    def __init__(
+        self,
+        pipeline: RAGPipeline,
+        dataset: Any,
+        *,
+        metric: str = "answer_in_context",
+        w: float = 0.9,
+        t_max: float | None = None,
+        batch: int = 4,
+        seed: int = 0,
+    ):
+        if not callable(getattr(pipeline, "run", None)):
+            raise ValueError(f"pipeline must have run(config, questions), got {type(pipeline).__name__}")
+        questions = tuple(getattr(dataset, "questions", dataset))
+        if not questions:
+            raise ValueError("dataset must hold at least one question, got none")
+        self.pipeline = pipeline
+        self.dataset = dataset
+        self.questions = questions
+        self.metric = check_metric(metric)
+        self.w = check_weight(w)
+        if t_max is None:
+            t_max = getattr(pipeline, "t_max", None)
+            if t_max is None:
+                raise ValueError(
+                    f"t_max must be given: the pipeline ({type(pipeline).__name__}) declares no t_max attribute"
+                )
+        self.t_max = check_t_max(t_max)
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        self.batch = batch
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.seed = int(seed)
+
+    def sample(self, pull: int) -> list[Any]:
+        """The questions of pull ``pull``."""
+        if isinstance(pull, bool) or not isinstance(pull, (int, np.integer)) or pull < 0:
+            raise ValueError(f"pull must be a non-negative integer, got {pull!r}")
+        rng = np.random.default_rng([self.seed, int(pull)])
+        n = len(self.questions)
+        idx = rng.choice(n, size=min(self.batch, n), replace=False)
+        return [self.questions[i] for i in idx.tolist()]
+
+    def __call__(self, config: Mapping[str, Any], pull: int) -> Outcome:
+        questions = self.sample(pull)
+        results = self.pipeline.run(config, questions)
+        if len(results) != len(questions):
+            raise ValueError(
+                f"pipeline.run must return one result per question, got {len(results)} for {len(questions)}"
+            )
+        details = [
+            score_result(q, r, metric=self.metric, w=self.w, t_max=self.t_max) for q, r in zip(questions, results)
+        ]
+        reward = check_reward(sum(d["reward"] for d in details) / len(details))
+        return Outcome(reward=reward, calls=len(questions), details=details)
+
+    def __repr__(self) -> str:
+        return (
+            f"PipelineObjective(metric={self.metric!r}, w={self.w}, t_max={self.t_max}, "
+            f"batch={self.batch}, seed={self.seed}, questions={len(self.questions)})"
+        )
