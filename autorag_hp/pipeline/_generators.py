@@ -474,7 +474,8 @@ class OpenAIGenerator(Generator):
     ``/v1`` appended. Unset ``base_url``, ``model`` and ``api_key`` come from
     ``AUTORAG_HP_OPENAI_BASE_URL`` / ``_MODEL`` / ``_API_KEY``, else ``OPENAI_BASE_URL``
     (or ``OPENAI_API_BASE``) / ``OPENAI_MODEL`` / ``OPENAI_API_KEY``. ``timeout_s`` bounds
-    each attempt; see :class:`RetryPolicy` for what is retried.
+    each attempt; see :class:`RetryPolicy` for what is retried (``retry`` may also be a
+    mapping of its fields).
     """
 
     name = "openai"
@@ -486,7 +487,7 @@ class OpenAIGenerator(Generator):
         model: str | None = None,
         api_key: str | None = None,
         timeout_s: float = 60.0,
-        retry: RetryPolicy | None = None,
+        retry: RetryPolicy | Mapping[str, Any] | None = None,
         max_tokens: int = 64,
         temperature: float = 0.0,
         headers: Mapping[str, str] | None = None,
@@ -521,8 +522,13 @@ class OpenAIGenerator(Generator):
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not (0 < timeout_s < math.inf):
             raise ValueError(f"timeout_s must be a finite number > 0, got {timeout_s!r}")
         self.timeout_s = float(timeout_s)
+        if isinstance(retry, Mapping):  # e.g. from a config file or -G retry={"max_retries": 1}
+            unknown = sorted(set(retry) - set(RetryPolicy.__dataclass_fields__))
+            if unknown:
+                raise ValueError(f"retry has unknown field(s) {unknown}; fields are {list(RetryPolicy.__dataclass_fields__)}")
+            retry = RetryPolicy(**retry)
         if retry is not None and not isinstance(retry, RetryPolicy):
-            raise ValueError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+            raise ValueError(f"retry must be a RetryPolicy or a mapping of its fields, got {type(retry).__name__}")
         self.retry = retry or RetryPolicy()
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
             raise ValueError(f"max_tokens must be a positive integer, got {max_tokens!r}")
