@@ -129,6 +129,7 @@ class Journal:
         self._work = threading.Condition(self._lock)
         self._done = threading.Condition(self._lock)
         self._written = 0
+        self._want = 0  # highest record someone needs durable
         self._durable = 0
         self._closing = False
         self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
@@ -139,7 +140,9 @@ class Journal:
             self._flusher.start()
 
     # -- writing ----------------------------------------------------------------------------
-    def append(self, record: Mapping[str, Any]) -> int:
+    def append(self, record: Mapping[str, Any], *, sync: bool = True) -> int:
+        """Write one record; with ``sync=False`` no fsync is started for it (a later one covers it:
+        e.g. a suggestion, whose loss in a power cut only makes its feedback "unknown")."""
         line = encode_line(record)
         with self._lock:
             if self._closing:
@@ -150,18 +153,25 @@ class Journal:
                 view = view[n:]
             self.offset += len(line)
             self._written += 1
-            if self.fsync == "always":
+            if sync and self.fsync == "always":
+                self._want = self._written
                 self._work.notify()
             return self._written
 
     def acked(self, seq: int) -> bool:
         return self.fsync != "always" or self._durable >= seq
 
+    def _request(self, seq: int) -> None:  # lock held
+        if seq > self._want:
+            self._want = seq
+            self._work.notify()
+
     def wait(self, seq: int, timeout: float | None = None) -> bool:
         """Block until record ``seq`` may be acknowledged; False on timeout."""
         if self.acked(seq):
             return True
         with self._lock:
+            self._request(seq)
             return self._done.wait_for(lambda: self._durable >= seq or self._closing, timeout)
 
     async def wait_async(self, seq: int) -> None:
@@ -172,6 +182,7 @@ class Journal:
         with self._lock:
             if self._durable >= seq:
                 return
+            self._request(seq)
             self._async_waiters.append((seq, loop, fut))
         await fut
 
@@ -209,7 +220,7 @@ class Journal:
         while True:
             with self._lock:
                 if always:
-                    self._work.wait_for(lambda: self._written > self._durable or self._closing)
+                    self._work.wait_for(lambda: self._want > self._durable or self._closing)
                 else:
                     self._work.wait(self._interval)
                 if self._closing and self._written <= self._durable:

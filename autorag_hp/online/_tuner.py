@@ -249,7 +249,7 @@ class OnlineTuner:
                 rec = {"type": "suggest", "id": sid, "index": index, "config": config, "tag": tag, "ts": now}
                 if veto:
                     rec["veto"] = True
-                self._journal.append(rec)
+                self._journal.append(rec, sync=False)
                 self._since_snapshot += 1
             self._apply_suggest(sid, index, tag, now, veto)
             self._maybe_snapshot()
@@ -472,7 +472,7 @@ class OnlineTuner:
                 break
             ids.append(sid)
         if self._journal is not None:
-            self._journal.append({"type": "expire", "ids": ids, "ts": now})
+            self._journal.append({"type": "expire", "ids": ids, "ts": now}, sync=False)
             self._since_snapshot += 1
         self._apply_expire(ids)
 
