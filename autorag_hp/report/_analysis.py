@@ -138,8 +138,10 @@ def band(xs: Sequence[Sequence[float]], ys: Sequence[Sequence[float]], grid: np.
         return np.full(len(grid), np.nan), np.full(len(grid), np.nan)
     a = np.vstack(rows)
     n = np.sum(~np.isnan(a), axis=0)
-    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
+    import warnings
+
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(a, axis=0)
         sd = np.nanstd(a, axis=0, ddof=1)
     tq = np.where(n >= 2, stats.t.ppf(0.975, np.maximum(n - 1, 1)), 0.0)

@@ -72,7 +72,7 @@ def regret_curves(runs: Sequence[Mapping[str, Any]], *, group: str, strategies: 
     for ax in list(axes.flat)[len(groups):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8), frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.legend(handles, labels, loc="lower center", ncol=max(1, min(len(labels), 8)), frameon=False, bbox_to_anchor=(0.5, -0.02))
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
@@ -111,7 +111,7 @@ def recall_vs_budget(rows: Sequence[Mapping[str, Any]], *, strategies: Sequence[
             if i == len(metrics) - 1:
                 ax.set_xlabel("budget (% of grid calls)")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 8), frameon=False, bbox_to_anchor=(0.5, -0.03))
+    fig.legend(handles, labels, loc="lower center", ncol=max(1, min(len(labels), 8)), frameon=False, bbox_to_anchor=(0.5, -0.03))
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return _save(fig, path)
 

@@ -104,6 +104,12 @@ def _load_suite(path: Path, d: dict[str, Any]) -> Results:
 def _load_bench(path: Path, d: dict[str, Any]) -> Results:
     name = Path(str(d.get("table", "table"))).stem
     runs = [{**r, "table": name, "bucket": "all", "budget": d.get("budget")} for r in d["runs"]]
+    batch = d.get("batch") or 1
+    for r in runs:  # bench.run_one keeps every step-th cumulative regret, step = max(1, pulls // 200)
+        if r.get("regret_curve") and "regret_curve_calls_share" not in r and r.get("calls") and r.get("calls_share"):
+            grid_calls = r["calls"] / r["calls_share"]
+            step = max(1, int(r["pulls"]) // 200)
+            r["regret_curve_calls_share"] = [(i * step + 1) * batch / grid_calls for i in range(len(r["regret_curve"]))]
     tables = {}
     src = d.get("table")
     if src and Path(src).is_file() and d.get("params") and d.get("metric"):
