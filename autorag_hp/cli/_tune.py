@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -64,7 +65,12 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "tune",
         help="tune a RAG pipeline's hyperparameters (the main job)",
-        description=__doc__,
+        description=(
+            "Tune a RAG pipeline's hyperparameters, then measure the run against the full grid. "
+            "With no arguments: the reference pipeline on the embedded default evaluation set, hier-ucb, "
+            "a budget of 20%% of grid search's calls. The run folder gets run.json, journal.jsonl, grid.csv, "
+            "regret.csv, summary.json, regret.png and pulls.png."
+        ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -248,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
     _validate(settings)
     if run_dir is None:
         run_dir = _new_run_dir(args.out)
+    _quiet_libraries()
     try:
         return _tune(settings, run_dir, resume=bool(args.resume), quiet=args.quiet, top=args.top,
                      plots=not args.no_plots)
@@ -258,6 +265,18 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\nautorag-hp tune: interrupted; continue with --resume {run_dir}", file=sys.stderr)
         raise
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal to our two progress bars: model loading and embedding batches of
+    transformers / sentence-transformers would otherwise draw their own (some libraries
+    switch the root logger to INFO, which turns sentence-transformers' bars on)."""
+    import logging
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for name in ("sentence_transformers", "transformers", "wordllama"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _say(quiet: bool, *parts: Any) -> None:
