@@ -77,7 +77,9 @@ class StructuredTSOptions:
     prior_scale: float = 0.1
     interaction_scale: float = 0.05
     residual_scale: float = 0.02
+    residual_eb: bool = True
     leader_prob: float = 1.0
+    top_m: int = 1
     init: int = 0
     stop: bool = False
     stop_epsilon: float = 0.01
@@ -103,11 +105,12 @@ class StructuredTSOptions:
         if not (isinstance(self.stop_level, (int, float)) and not isinstance(self.stop_level, bool)
                 and 0.5 <= self.stop_level < 1.0):
             raise ValueError(f"stop_level must lie in [0.5, 1), got {self.stop_level!r}")
-        if not isinstance(self.stop, bool):
-            raise ValueError(f"stop must be true or false, got {self.stop!r}")
+        for f in ("stop", "residual_eb"):
+            if not isinstance(getattr(self, f), bool):
+                raise ValueError(f"{f} must be true or false, got {getattr(self, f)!r}")
         if isinstance(self.init, bool) or not isinstance(self.init, int) or self.init < 0:
             raise ValueError(f"init must be an integer >= 0, got {self.init!r}")
-        for f in ("stop_top", "stop_every", "stop_min_pulls", "stop_samples"):
+        for f in ("top_m", "stop_top", "stop_every", "stop_min_pulls", "stop_samples"):
             _pos_int(f, getattr(self, f))
         ws = self.warm_start
         if ws is not None and not isinstance(ws, str) and not (isinstance(ws, (list, tuple))):
@@ -116,9 +119,11 @@ class StructuredTSOptions:
 
 @dataclass(frozen=True)
 class StructuredTopTwoOptions(StructuredTSOptions):
-    """As :class:`StructuredTSOptions`, with top-two sampling on (``leader_prob=0.5``)."""
+    """As :class:`StructuredTSOptions`, with top-two sampling on (``leader_prob=0.5``) and the
+    challenger drawn among a fresh sample's top ``top_m=5`` (the paper's Recall@5 is top-5 identification)."""
 
     leader_prob: float = 0.5
+    top_m: int = 5
 
 
 class _Design:
@@ -238,6 +243,7 @@ class StructuredTS(Strategy):
         self._dof_within = 0
         self._warm_n = 0
         self._tot = [0, 0.0, 0.0]  # count, sum, sum of squares of target rewards
+        self._tau2 = o.residual_scale ** 2
         self._factor()
         self._stop_cache: tuple[int, float] | None = None
         self._init_plan: list[Coords] = []
@@ -296,6 +302,19 @@ class StructuredTS(Strategy):
         t[2] += reward * reward
         if abs(self.noise_var() / self._s2 - 1.0) > _REFACTOR_DRIFT:
             self._factor()  # the noise estimate moved: redo the posterior at the new variance
+        if self.options.residual_eb and self.enumerate and self.n_told % 10 == 9:
+            self._tau2 = max(self.options.residual_scale ** 2, self._residual_moment())
+
+    def _residual_moment(self) -> float:
+        """Method-of-moments estimate of the residual variance tau^2 (pull-weighted):
+        E[n_c (mean_c - model_c)^2] = n_c tau^2 + sigma^2 over pulled configurations."""
+        pulled = np.flatnonzero(self.n_c)
+        if len(pulled) < 10:
+            return 0.0
+        f = self.design.score_all(self._mu)[pulled]
+        n = self.n_c[pulled]
+        r = self.sum_c[pulled] / n - f
+        return float(max((np.sum(n * r * r) - len(pulled) * self._s2) / n.sum(), 0.0))
 
     def noise_var(self) -> float:
         """Plug-in variance of one pull: pooled within-configuration, shrunk to the overall spread."""
@@ -340,7 +359,7 @@ class StructuredTS(Strategy):
 
     def _shrink(self, s2: float) -> tuple[np.ndarray, np.ndarray]:
         """Per configuration: weight k_c of its own mean against the model, and residual sd."""
-        t2 = self.options.residual_scale ** 2
+        t2 = self._tau2
         if t2 == 0:
             return np.zeros_like(self.n_c), np.zeros_like(self.n_c)
         denom = self.n_c * t2 + s2
@@ -354,16 +373,21 @@ class StructuredTS(Strategy):
             v = v + sd * xi
         return v
 
-    def _thompson_draw(self, exclude: int | None = None) -> int:
+    def _thompson_draw(self, exclude: int | None = None, top_m: int = 1) -> int:
+        """Argmax of one posterior draw; with ``top_m`` > 1 a uniform pick among the draw's top m."""
         beta = self._sample_beta(self.rng)
         if not self.enumerate:
             return self._ascent(beta, exclude)
         f = self.design.score_all(beta)
         k, sd = self._shrink(self._s2)
-        xi = self.rng.standard_normal(len(f)) if self.options.residual_scale > 0 else None
+        xi = self.rng.standard_normal(len(f)) if self._tau2 > 0 else None
         v = self._values(f, k, sd, xi)
         if exclude is not None:
             v[exclude] = -np.inf
+        if top_m > 1 and len(v) > top_m:
+            top = np.argpartition(-v, top_m - 1)[:top_m]
+            top = np.sort(top[top != exclude]) if exclude is not None else np.sort(top)
+            return int(top[self.rng.integers(len(top))])
         return argmax_random(v, self.rng)
 
     def _ascent(self, beta: np.ndarray, exclude: int | None) -> int:
@@ -397,7 +421,7 @@ class StructuredTS(Strategy):
             return self._init_plan.pop()
         leader = self._thompson_draw()
         if self.options.leader_prob < 1.0 and self.rng.random() >= self.options.leader_prob:
-            leader = self._thompson_draw(exclude=leader)
+            leader = self._thompson_draw(exclude=leader, top_m=self.options.top_m)
         return self.space.coords_of_index(leader)
 
     def _check_stop(self) -> None:
@@ -437,7 +461,7 @@ class StructuredTS(Strategy):
         while done < o.stop_samples:
             m = min(chunk, o.stop_samples - done)
             f = self.design.score_many(self._sample_beta(rng, m))
-            xi = rng.standard_normal(f.shape) if o.residual_scale > 0 else None
+            xi = rng.standard_normal(f.shape) if self._tau2 > 0 else None
             v = self._values(f, k, sd, xi)
             if x == 1:
                 kth = v.max(axis=1)
