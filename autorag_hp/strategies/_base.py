@@ -9,8 +9,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
+import statistics
+
 import numpy as np
-from scipy import stats
 
 from autorag_hp.objective import check_reward
 from autorag_hp.space import SearchSpace
@@ -196,7 +197,7 @@ class Strategy(abc.ABC):
         return np.random.default_rng([self.seed, self.n_told, 0xBE57])
 
     def _z(self) -> float:
-        return float(stats.norm.ppf(0.5 + self.confidence / 2))
+        return statistics.NormalDist().inv_cdf(0.5 + self.confidence / 2)
 
     def _rank_pulled(self) -> list[Recommendation]:
         """Rank pulled configurations by their own mean (ties: more pulls first, then random)."""
