@@ -130,7 +130,12 @@ class ReferencePipeline:
         self._norm_lists: dict[Chunking, list[str]] = {}
         self._spans: dict[tuple, list[tuple[int, int]]] = {}
         self._qtokens: dict[str, int] = {}
-        self.stats = {"retrieval_calls": 0, "similarity_calls": 0}
+        #: counts and seconds of the shared work (chunking, retrieval, similarities) and of the
+        #: configuration-dependent work of evaluate_grid (slicing, compression, scoring)
+        self.stats: dict[str, float] = {
+            "retrieval_calls": 0, "similarity_calls": 0,
+            "chunking_s": 0.0, "retrieval_s": 0.0, "similarity_s": 0.0, "scoring_s": 0.0, "scored": 0,
+        }
 
     @classmethod
     def from_space(cls, corpus: Sequence[Passage] | Any, space: Any, **kwargs: Any) -> "ReferencePipeline":
@@ -199,7 +204,9 @@ class ReferencePipeline:
     def chunked(self, chunking: Chunking) -> ChunkedCorpus:
         cc = self._chunked.get(chunking)
         if cc is None:
+            t0 = time.perf_counter()
             cc = self._chunked[chunking] = chunk_corpus(self.corpus, chunking)
+            self.stats["chunking_s"] += time.perf_counter() - t0
         return cc
 
     def _rank(self, chunking: Chunking, embedder: str, texts: Sequence[str]) -> list[np.ndarray]:
@@ -208,8 +215,10 @@ class ReferencePipeline:
         missing = list(dict.fromkeys(t for t in texts if t not in memo))
         if missing:
             cc = self.chunked(chunking)
+            t0 = time.perf_counter()
             ranking = self._retriever(embedder).rank(cc.chunk_text, missing, self.max_top_k)
             self.stats["retrieval_calls"] += 1
+            self.stats["retrieval_s"] += time.perf_counter() - t0
             for t, row in zip(missing, ranking):
                 memo[t] = row[row >= 0]
         return [memo[t] for t in texts]
@@ -234,6 +243,7 @@ class ReferencePipeline:
                 todo.setdefault(t, [])
                 todo[t] = sorted(set(todo[t]) | set(need))
         if todo:
+            t0 = time.perf_counter()
             qs = list(todo)
             scores = self._retriever(embedder).similarities(
                 cc.unit_text, qs, [np.asarray(todo[q], dtype=np.int64) for q in qs]
@@ -242,6 +252,7 @@ class ReferencePipeline:
             for q, s in zip(qs, scores):
                 d = memo.setdefault(q, {})
                 d.update(zip(todo[q], np.asarray(s, dtype=np.float64).tolist()))
+            self.stats["similarity_s"] += time.perf_counter() - t0
         return [memo[t] if t in memo else {} for t in texts]
 
     def _question_tokens(self, text: str) -> int:
@@ -434,6 +445,7 @@ class ReferencePipeline:
             (t, r): [] for t in top_ks for r in ratios
         }
         shared = time.perf_counter() - t0
+        t_scoring = time.perf_counter()
         for qi, q in enumerate(questions):
             tq = time.perf_counter()
             spans = self._answer_spans(cc, q)
@@ -477,7 +489,10 @@ class ReferencePipeline:
                     res[(t, r)].append(
                         row + (shared / n_q / n_cfg + per_q_shared / n_cfg + dt_shared / len(ratios) + time.perf_counter() - t2,)
                     )
+        self.stats["scoring_s"] += time.perf_counter() - t_scoring
+        self.stats["scored"] += n_q * n_cfg
         for i, r in zip(members, members_cfg):
+            t_rows = time.perf_counter()
             vals = res[(r.top_k, r.compression)]
             rows = [
                 {
@@ -492,6 +507,7 @@ class ReferencePipeline:
                 }
                 for q, v in zip(questions, vals)
             ]
+            self.stats["scoring_s"] += time.perf_counter() - t_rows
             yield i, rows
             if progress:
                 progress(1)
