@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from scipy import linalg
+from scipy.linalg import blas
 
 from autorag_hp.strategies._base import Coords, Recommendation, SpaceExhausted, Strategy, argmax_random
 
@@ -42,6 +43,7 @@ __all__ = ["StructuredTS", "StructuredTopTwo"]
 
 _ENUMERATE_LIMIT = 250_000  # larger spaces: coordinate ascent instead of scoring every configuration
 _AUTO_MAX_FEATURES = 320
+_ger = blas.dger  # a -= c x y^T in place on a Fortran-ordered float64 array
 _REFACTOR_DRIFT = 0.1  # refactor the posterior when the noise-variance estimate moves by 10%
 
 
@@ -192,11 +194,11 @@ class _Design:
         for j, (o, s) in enumerate(zip(self.main_off, self.sizes)):
             shape = [1] * p
             shape[j] = s
-            out = out + beta[o:o + s].reshape(shape)
+            out += beta[o:o + s].reshape(shape)
         for o, (a, b) in zip(self.pair_off, self.pairs):
             shape = [1] * p
             shape[a], shape[b] = self.sizes[a], self.sizes[b]
-            out = out + beta[o:o + self.sizes[a] * self.sizes[b]].reshape(shape)
+            out += beta[o:o + self.sizes[a] * self.sizes[b]].reshape(shape)
         return out.reshape(-1)
 
     def score_many(self, beta: np.ndarray) -> np.ndarray:
@@ -244,6 +246,9 @@ class StructuredTS(Strategy):
         self._warm_n = 0
         self._tot = [0, 0.0, 0.0]  # count, sum, sum of squares of target rewards
         self._tau2 = o.residual_scale ** 2
+        self._blend_key: tuple[float, float] | None = None
+        self._blend_cache: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.empty(0),) * 3
+        self._blend_dirty: set[int] = set()
         self._factor()
         self._stop_cache: tuple[int, float] | None = None
         self._init_plan: list[Coords] = []
@@ -296,6 +301,7 @@ class StructuredTS(Strategy):
             i = self.space.index_of_coords(coords)
             self.n_c[i] += 1
             self.sum_c[i] += reward
+            self._blend_dirty.add(i)
         t = self._tot
         t[0] += 1
         t[1] += reward
@@ -337,7 +343,8 @@ class StructuredTS(Strategy):
         a = self.gram / s2
         a[np.diag_indices_from(a)] += self.prior_prec
         chol = linalg.cholesky(a, lower=True, check_finite=False)
-        self._root = linalg.solve_triangular(chol, np.eye(len(a)), lower=True, trans="T", check_finite=False)
+        root = linalg.solve_triangular(chol, np.eye(len(a)), lower=True, trans="T", check_finite=False)
+        self._root = np.asfortranarray(root)
         self._mu = linalg.cho_solve((chol, True), self.xty / s2, check_finite=False)
         self._s2 = s2
 
@@ -349,7 +356,7 @@ class StructuredTS(Strategy):
         gamma = 1.0 / (1.0 + math.sqrt(alpha * r))
         s_phi = self._root @ phi  # = covariance @ x
         self._mu += alpha * s_phi * (reward - self._mu[idx].sum())
-        self._root -= (alpha * gamma) * np.outer(s_phi, phi)
+        self._root = _ger(-(alpha * gamma), s_phi, phi, a=self._root, overwrite_a=True)  # in place
 
     def _sample_beta(self, rng: np.random.Generator, size: int | None = None) -> np.ndarray:
         d = self.design.d
@@ -365,12 +372,34 @@ class StructuredTS(Strategy):
         denom = self.n_c * t2 + s2
         return self.n_c * t2 / denom, np.sqrt(t2 * s2 / denom)
 
-    def _values(self, f: np.ndarray, k: np.ndarray, sd: np.ndarray, xi: np.ndarray | None) -> np.ndarray:
+    def _blend(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(1 - k_c, k_c * own mean_c, residual sd_c), cached; one entry changes per tell."""
+        key = (self._s2, self._tau2)
+        if self._blend_key != key:
+            k, sd = self._shrink(self._s2)
+            own = np.divide(self.sum_c, self.n_c, out=np.zeros_like(self.sum_c), where=self.n_c > 0)
+            self._blend_cache = (1.0 - k, k * own, sd)
+            self._blend_key = key
+            self._blend_dirty.clear()
+        elif self._blend_dirty:
+            one_minus_k, k_own, sd = self._blend_cache
+            t2, s2 = self._tau2, self._s2
+            for i in self._blend_dirty:
+                n = self.n_c[i]
+                k = n * t2 / (n * t2 + s2) if t2 > 0 else 0.0
+                one_minus_k[i] = 1.0 - k
+                k_own[i] = k * self.sum_c[i] / n
+                sd[i] = math.sqrt(t2 * s2 / (n * t2 + s2)) if t2 > 0 else 0.0
+            self._blend_dirty.clear()
+        return self._blend_cache
+
+    def _values(self, f: np.ndarray, xi: np.ndarray | None) -> np.ndarray:
         """Configuration values: model f blended with each configuration's own mean (+ residual draw)."""
-        own = np.divide(self.sum_c, self.n_c, out=np.zeros_like(self.sum_c), where=self.n_c > 0)
-        v = f + k * (own - f)
+        one_minus_k, k_own, sd = self._blend()
+        v = f * one_minus_k
+        v += k_own
         if xi is not None:
-            v = v + sd * xi
+            v += sd * xi
         return v
 
     def _thompson_draw(self, exclude: int | None = None, top_m: int = 1) -> int:
@@ -379,9 +408,8 @@ class StructuredTS(Strategy):
         if not self.enumerate:
             return self._ascent(beta, exclude)
         f = self.design.score_all(beta)
-        k, sd = self._shrink(self._s2)
         xi = self.rng.standard_normal(len(f)) if self._tau2 > 0 else None
-        v = self._values(f, k, sd, xi)
+        v = self._values(f, xi)
         if exclude is not None:
             v[exclude] = -np.inf
         if top_m > 1 and len(v) > top_m:
@@ -454,7 +482,6 @@ class StructuredTS(Strategy):
         x = min(o.stop_top, len(self.space))
         rng = np.random.default_rng([self.seed, self.n_told, 0x5709])
         picks = self._ranked_indices(x)
-        k, sd = self._shrink(self._s2)
         hits = 0
         chunk = max(1, min(o.stop_samples, 2_000_000 // max(len(self.space), 1)))
         done = 0
@@ -462,7 +489,7 @@ class StructuredTS(Strategy):
             m = min(chunk, o.stop_samples - done)
             f = self.design.score_many(self._sample_beta(rng, m))
             xi = rng.standard_normal(f.shape) if self._tau2 > 0 else None
-            v = self._values(f, k, sd, xi)
+            v = self._values(f, xi)
             if x == 1:
                 kth = v.max(axis=1)
             else:
@@ -479,8 +506,7 @@ class StructuredTS(Strategy):
         """Posterior mean value of every configuration, in index order."""
         if not self.enumerate:
             raise NotImplementedError("posterior_mean needs a space of at most 250,000 configurations")
-        k, _ = self._shrink(self._s2)
-        return self._values(self.design.score_all(self._mu), k, None, None)
+        return self._values(self.design.score_all(self._mu), None)
 
     def _ranked_indices(self, n: int) -> np.ndarray:
         v = self.posterior_mean()
