@@ -17,6 +17,7 @@ It is built so that every knob of the reference pipeline matters:
 Each answer string occurs once in the corpus. Run from the repository root:
 
     python evals/make_default_eval.py [--out autorag_hp/data/default_eval] [--seed 7]
+    python evals/make_default_eval.py --table     # the knob-effect table in docs/pipeline.md
 """
 
 from __future__ import annotations
@@ -148,11 +149,42 @@ def build(seed: int) -> tuple[list[dict], list[dict]]:
     return corpus, questions
 
 
+def knob_table() -> str:
+    """Markdown table of each knob's effect around the best configuration of the default grid."""
+    import numpy as np
+
+    from autorag_hp.pipeline import ReferencePipeline, default_space, load_default_dataset, run_grid
+
+    ds, space = load_default_dataset(), default_space()
+    grid = run_grid(ReferencePipeline.from_space(ds, space), ds, space)
+    reward, aic, tokens = grid.mean_rewards(), grid.mean("answer_in_context"), grid.mean("prompt_tokens")
+    best = max(reward, key=lambda i: (reward[i], -i))
+    best_cfg = space.config(best)
+    lines = [
+        f"Best configuration: {best_cfg} (mean reward {reward[best]:.4f}; runner-up "
+        f"{sorted(reward.values())[-2]:.4f}; w = {grid.w}, t_max = {grid.t_max:.0f}).",
+        "",
+        "| knob | value | reward (others at best) | answer in context | prompt tokens | marginal mean reward |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name in space.names:
+        for v in space.values(name):
+            i = space.index({**best_cfg, name: v})
+            marginal = np.mean([reward[space.index(c)] for c in space if c[name] == v])
+            mark = " **(best)**" if v == best_cfg[name] else ""
+            lines.append(f"| {name} | {v}{mark} | {reward[i]:.4f} | {aic[i]:.3f} | {tokens[i]:.0f} | {marginal:.4f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="autorag_hp/data/default_eval")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--table", action="store_true", help="print the knob-effect table of the shipped set and exit")
     args = ap.parse_args()
+    if args.table:
+        print(knob_table())
+        return
     corpus, questions = build(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
