@@ -47,7 +47,7 @@ _ger = blas.dger  # a -= c x y^T in place on a Fortran-ordered float64 array
 _REFACTOR_DRIFT = 0.1  # refactor the posterior when the noise-variance estimate moves by 10%
 
 
-def _finite(name: str, value: Any, *, low: float = 0.0, strict: bool = True) -> None:
+def _finite(name: str, value: Any, *, low: float = 0, strict: bool = True) -> None:
     ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
     ok = ok and (value > low if strict else value >= low)
     if not ok:

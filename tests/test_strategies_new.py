@@ -1,0 +1,276 @@
+"""Behaviour specific to the structured strategies (issue #5) and the synthetic surfaces."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from autorag_hp.space import SearchSpace
+from autorag_hp.strategies import SpaceExhausted, make_strategy
+from autorag_hp.strategies.structured import StructuredTS, _Design
+from autorag_hp.synthetic import DIFFICULTIES, describe_surface, make_proxy, make_surface
+from autorag_hp.tuner import tune
+
+NAMES = ["structured-ts", "structured-tt"]
+
+
+def small_space() -> SearchSpace:
+    return SearchSpace({"top_k": [1, 3, 5, 10], "compression": [0.0, 0.3, 0.6], "embedder": ["bm25", "minilm", "e5"]})
+
+
+def additive_truth(space: SearchSpace) -> np.ndarray:
+    """An additive surface with a top_k x compression interaction; unique best at (10, 0.3, e5)."""
+    k = np.array([0.0, 0.05, 0.1, 0.12])
+    comp = np.array([0.0, 0.02, -0.03])
+    emb = np.array([0.0, 0.04, 0.08])
+    inter = np.zeros((4, 3))
+    inter[3, 1] = 0.03
+    out = np.empty(len(space))
+    for i in range(len(space)):
+        a, b, c = space.coords_of_index(i)
+        out[i] = 0.4 + k[a] + comp[b] + emb[c] + inter[a, b]
+    return out
+
+
+def run(name: str, space: SearchSpace, truth: np.ndarray, pulls: int, seed: int = 0, noise: float = 0.1, **opts):
+    s = make_strategy(name, space, seed=seed, **opts)
+    rng = np.random.default_rng([seed, 99])
+    for _ in range(pulls):
+        c = s.ask()
+        s.tell(c, float(truth[space.index(c)] + noise * rng.standard_normal()))
+    return s
+
+
+# -- the model ----------------------------------------------------------------------------------
+def test_design_interactions_options():
+    names, sizes = ("a", "b", "c"), (3, 4, 2)
+    assert _Design(names, sizes, "none").pairs == []
+    assert _Design(names, sizes, "all").pairs == [(0, 1), (0, 2), (1, 2)]
+    assert _Design(names, sizes, "c*a").pairs == [(0, 2)]
+    with pytest.raises(ValueError, match="interactions"):
+        _Design(names, sizes, "a*zzz")
+    d = _Design(names, sizes, "all")
+    assert d.d == 1 + 9 + 12 + 6 + 8 + 1
+
+
+def test_score_all_matches_feature_sum():
+    space = small_space()
+    s = run("structured-ts", space, additive_truth(space), 40)
+    beta = s._sample_beta(np.random.default_rng(1))
+    f = s.design.score_all(beta)
+    for i in (0, 7, len(space) - 1):
+        assert f[i] == pytest.approx(beta[s.design.active(space.coords_of_index(i))].sum())
+
+
+def test_rank_one_updates_match_a_fresh_factorisation():
+    space = small_space()
+    s = run("structured-ts", space, additive_truth(space), 120)
+    # the rank-one path uses the noise variance of the last factorisation: compare at that variance
+    prec = s.gram / s._s2 + np.diag(s.prior_prec)
+    cov = np.linalg.inv(prec)
+    assert np.allclose(s._mu, cov @ (s.xty / s._s2), atol=1e-8)
+    assert np.allclose(s._root @ s._root.T, cov, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_finds_the_best_configuration_by_sharing_information(name):
+    space = small_space()
+    truth = additive_truth(space)
+    s = run(name, space, truth, 150)
+    assert space.index(s.best(1)[0].config) == int(np.argmax(truth))
+    # recommendations come from the posterior mean, sorted, with intervals around it
+    recs = s.best(5)
+    assert [r.mean for r in recs] == sorted((r.mean for r in recs), reverse=True)
+    assert all(r.ci_low < r.mean < r.ci_high for r in recs)
+
+
+def test_recommends_an_unpulled_configuration_the_model_supports():
+    space = SearchSpace({"a": list(range(6)), "b": list(range(6))})
+    truth = np.array([0.1 * (i // 6) + 0.1 * (i % 6) for i in range(36)])
+    s = make_strategy("structured-ts", space, seed=0, interactions="none", residual_scale=0.0)
+    best = space.index({"a": 5, "b": 5})
+    for i in range(36):
+        if i != best:
+            s.tell(space.config(i), float(truth[i]))
+    assert space.index(s.best(1)[0].config) == best
+    assert s.best(1)[0].pulls == 0
+
+
+def test_top_two_spreads_pulls_beyond_the_leader():
+    space = small_space()
+    truth = additive_truth(space)
+    ts = run("structured-ts", space, truth, 300, noise=0.05)
+    tt = run("structured-tt", space, truth, 300, noise=0.05)
+    best = int(np.argmax(truth))
+    assert tt.n_c[best] < ts.n_c[best]
+    assert tt.n_c[best] >= 0.1 * 300
+
+
+def test_best_does_not_consume_the_generator_or_move_asks():
+    space = small_space()
+    s = run("structured-tt", space, additive_truth(space), 60)
+    twin = copy.deepcopy(s)
+    s.best(5)
+    s.stop_confidence()
+    s.should_stop()
+    assert [s.ask() for _ in range(5)] == [twin.ask() for _ in range(5)]
+
+
+def test_tell_outside_the_space_leaves_the_model_unchanged():
+    space = small_space()
+    s = run("structured-ts", space, additive_truth(space), 30)
+    mu, gram = s._mu.copy(), s.gram.copy()
+    with pytest.raises(ValueError):
+        s.tell({"top_k": 2, "compression": 0.0, "embedder": "e5"}, 0.5)
+    with pytest.raises(ValueError):
+        s.tell(space.config(0), float("nan"))
+    assert np.array_equal(mu, s._mu) and np.array_equal(gram, s.gram)
+
+
+# -- options ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad,match", [
+    ({"prior_scale": 0}, "prior_scale must be a finite number > 0, got 0"),
+    ({"leader_prob": 0.0}, r"leader_prob must lie in \(0, 1\]"),
+    ({"stop_level": 1.0}, r"stop_level must lie in \[0.5, 1\)"),
+    ({"top_m": 0}, "top_m must be a positive integer"),
+    ({"stop": "yes"}, "stop must be true or false"),
+    ({"interactions": ""}, "interactions must be"),
+    ({"warm_start": 3}, "warm_start must be"),
+])
+def test_options_are_validated(bad, match):
+    with pytest.raises(ValueError, match=match):
+        make_strategy("structured-ts", small_space(), **bad)
+
+
+def test_describe_is_json_serialisable():
+    d = make_strategy("structured-tt", small_space(), seed=3).describe()
+    assert json.loads(json.dumps(d)) == d
+    assert d["options"]["leader_prob"] == 0.5 and d["options"]["top_m"] == 5
+
+
+# -- stopping rule ------------------------------------------------------------------------------
+def test_stopping_rule_stops_the_tune_loop_with_a_clear_reason():
+    space = small_space()
+    truth = additive_truth(space)
+    s = make_strategy("structured-tt", space, seed=0, stop=True, stop_min_pulls=20, stop_every=5)
+
+    def objective(config, pull):
+        rng = np.random.default_rng([7, pull])
+        return float(truth[space.index(config)] + 0.05 * rng.standard_normal())
+
+    res = tune(s, objective, max_pulls=5000)
+    assert res.stop_reason.startswith("exhausted: stopping rule")
+    assert "stop_epsilon=0.01" in res.stop_reason
+    assert len(res.records) < 5000
+    assert s.stop_confidence() >= 0.95 and s.should_stop()
+    assert truth.max() - truth[space.index(s.best(1)[0].config)] <= 0.01
+    with pytest.raises(SpaceExhausted, match="stopping rule"):
+        s.ask()
+
+
+def test_stop_confidence_grows_with_data():
+    space = small_space()
+    truth = additive_truth(space)
+    early = run("structured-tt", space, truth, 20).stop_confidence()
+    late = run("structured-tt", space, truth, 400).stop_confidence()
+    assert late > early
+    assert 0.0 <= early <= 1.0
+
+
+# -- transfer -----------------------------------------------------------------------------------
+def test_warm_start_from_a_shifted_proxy_helps(tmp_path):
+    space = small_space()
+    truth = additive_truth(space)
+    proxy = truth - 0.2  # a cheaper pipeline: uniformly worse, same knob effects
+    rng = np.random.default_rng(5)
+    records = [{"config": space.config(i), "reward": float(proxy[i] + 0.1 * rng.standard_normal())}
+               for i in range(len(space)) for _ in range(3)]
+    cold = run("structured-ts", space, truth, 12)
+    warm = run("structured-ts", space, truth, 12, warm_start=records, warm_weight=0.5)
+    best = int(np.argmax(truth))
+    assert space.index(warm.best(1)[0].config) == best
+    assert abs(warm.posterior_mean()[best] - truth[best]) < 0.1  # the proxy's offset is absorbed
+    assert warm.n_told == cold.n_told == 12  # proxy observations are not target pulls
+    # the same records from a journal file
+    path = tmp_path / "proxy.jsonl"
+    lines = [{"type": "header", "strategy": "x", "options": {}, "seed": 0, "space": space.to_dict()}]
+    lines += [{"type": "pull", "pull": i, "round": i, "round_size": 1, **r} for i, r in enumerate(records)]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    from_file = run("structured-ts", space, truth, 12, warm_start=str(path), warm_weight=0.5)
+    assert np.allclose(from_file._mu, warm._mu)
+
+
+def test_warm_start_rejects_configs_outside_the_space():
+    with pytest.raises(ValueError, match="warm_start: record 0"):
+        make_strategy("structured-ts", small_space(), warm_start=[{"config": {"top_k": 2}, "reward": 0.1}])
+    with pytest.raises(ValueError, match="reward must be a finite number"):
+        make_strategy("structured-ts", small_space(),
+                      warm_start=[{"config": small_space().config(0), "reward": float("inf")}])
+
+
+# -- scale ----------------------------------------------------------------------------------------
+def test_ten_thousand_configurations_stay_cheap():
+    space = SearchSpace({f"p{j}": list(range(10)) for j in range(4)})
+    s = make_strategy("structured-tt", space, seed=0)
+    assert s.design.d <= 330
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        c = s.ask()
+        s.tell(c, float(rng.random()))
+    assert len(s.best(3)) == 3
+
+
+def test_huge_space_uses_coordinate_ascent():
+    space = SearchSpace({f"p{j}": list(range(8)) for j in range(7)})  # 2,097,152 configurations
+    s = make_strategy("structured-ts", space, seed=0, interactions="none")
+    assert not s.enumerate
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        c = s.ask()
+        s.tell(c, float(c["p0"] / 8 + 0.1 * rng.random()))
+    assert len(s.best(2)) == 2
+
+
+# -- synthetic surfaces ---------------------------------------------------------------------------
+def test_surfaces_are_deterministic_and_ordered_by_difficulty():
+    a, b = make_surface("medium", seed=3), make_surface("medium", seed=3)
+    assert np.array_equal(a.outcomes, b.outcomes)
+    assert not np.array_equal(a.means, make_surface("medium", seed=4).means)
+    ties = {d: np.median([describe_surface(make_surface(d, seed=s))["within_epsilon"] for s in range(6)])
+            for d in DIFFICULTIES}
+    gaps = {d: np.median([describe_surface(make_surface(d, seed=s))["gap_5_6"] for s in range(6)])
+            for d in DIFFICULTIES}
+    assert ties["hard"] > ties["easy"]
+    assert gaps["easy"] > gaps["hard"]
+
+
+def test_proxy_correlates_with_its_target():
+    t, p = make_surface("easy", seed=1), make_proxy("easy", seed=1, fidelity=0.8)
+    assert t.space == p.space
+    assert np.corrcoef(t.means, p.means)[0, 1] > 0.6
+    assert p.means.mean() < t.means.mean()
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"difficulty": "extreme"}, "difficulty must be one of"),
+    ({"difficulty": "easy", "n_questions": 2}, "n_questions must be an integer >= 4"),
+    ({"difficulty": "easy", "w": 1.5}, r"w must lie in \[0, 1\]"),
+])
+def test_surface_arguments_are_validated(bad, match):
+    with pytest.raises(ValueError, match=match):
+        make_surface(**bad)
+
+
+def test_surface_replays_through_the_bench():
+    from autorag_hp.bench import StrategySpec, run_replay
+
+    table = make_surface("easy", seed=0, n_questions=20)
+    runs = run_replay(table, [StrategySpec("structured-tt")], [0], budget=0.05, batch=4, progress=False)
+    assert runs[0]["calls_share"] == pytest.approx(0.05, abs=0.01)
+
+
+def test_structured_is_a_strategy():
+    assert isinstance(make_strategy("structured-tt", small_space()), StructuredTS)
