@@ -59,6 +59,7 @@ class HaystackRAG:
         self._pipelines: dict[tuple[str, int, str], Any] = {}
         self._model = None
         self._tokenizer = None
+        self._query_vectors: dict[str, list[float]] = {}
 
     # -- components -----------------------------------------------------------------
     def model(self):
@@ -74,14 +75,17 @@ class HaystackRAG:
         from haystack import component
 
         model = self.model()
+        memo = self._query_vectors
 
         @component
         class MiniLMTextEmbedder:
-            """Embeds the query with the same model as the documents."""
+            """Embeds the query with the same model as the documents (each question once)."""
 
             @component.output_types(embedding=list[float])
             def run(self, text: str):
-                return {"embedding": model.encode(text, normalize_embeddings=True).tolist()}
+                if text not in memo:
+                    memo[text] = model.encode(text, normalize_embeddings=True).tolist()
+                return {"embedding": memo[text]}
 
         return MiniLMTextEmbedder()
 
