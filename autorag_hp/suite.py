@@ -112,7 +112,7 @@ class SuiteSpec:
     budgets: tuple[float, ...] = (0.1, 0.2, 0.4)
     seeds: int = 10
     min_batch: int = 4
-    max_pulls: int = 400
+    max_pulls: int = 300
     reference: str = "hier-ucb"
     strategies: tuple[str, ...] | None = None  # None: every registered strategy
     description: str = ""
@@ -215,7 +215,7 @@ def load_suite(name_or_path: str) -> SuiteSpec:
         budgets=tuple(float(b) for b in data.get("budgets", (0.1, 0.2, 0.4))),
         seeds=data.get("seeds", 10),
         min_batch=data.get("min_batch", 4),
-        max_pulls=data.get("max_pulls", 400),
+        max_pulls=data.get("max_pulls", 300),
         reference=data.get("reference", "hier-ucb"),
         strategies=tuple(strategies) if strategies is not None else None,
         root=str(root),
@@ -255,9 +255,15 @@ def _from_file(spec: TableSpec, path: Path) -> ReplayTable:
     if spec.needs_cost and not cost:
         raise TableUnavailable(f"{path} has no cost column (needed for the cost-aware variant w={spec.w})")
     w = spec.w if spec.w is not None else meta.get("w", 0.9 if cost else 1.0)
-    return ReplayTable.from_file(path, params=params, metric=metric, cost=cost or None, w=float(w),
-                                 t_max=meta.get("t_max"), question_col=spec.question_col,
-                                 grid_questions=spec.grid_questions)
+    table = ReplayTable.from_file(path, params=params, metric=metric, cost=cost or None, w=float(w),
+                                  t_max=meta.get("t_max"), question_col=spec.question_col,
+                                  grid_questions=spec.grid_questions)
+    groups = (meta.get("space") or {}).get("groups")
+    if groups:  # the hierarchy the grid was made with (the hierarchical strategies' upper level)
+        from autorag_hp.space import SearchSpace
+
+        table.space = SearchSpace({n: list(table.space.values(n)) for n in table.space.names}, groups=groups)
+    return table
 
 
 def load_table(spec: TableSpec, *, seed: int = 0, root: str | Path = ".", generate: bool = True,

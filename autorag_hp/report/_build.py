@@ -76,7 +76,8 @@ def _best_rows_pulls(res: Results, n: int = 10) -> list[dict[str, Any]]:
     if res.recommendations:
         return [{"rank": i + 1, "label": _label(r["config"]), "mean": float(r.get("mean", math.nan)),
                  "low": float(r.get("ci_low", math.nan)), "high": float(r.get("ci_high", math.nan)),
-                 "pulls": r.get("pulls")} for i, r in enumerate(res.recommendations[:n])]
+                 "pulls": r.get("pulls"), **({"true": float(r["true_mean"])} if "true_mean" in r else {})}
+                for i, r in enumerate(res.recommendations[:n])]
     by: dict[str, list[float]] = {}
     for c, r in res.pulls:
         by.setdefault(_label(c), []).append(r)
@@ -146,13 +147,13 @@ def figures_for(res: Results, out: Path, *, table: str | None = None, knobs: Seq
             figs["marginals"] = F.marginals(focus.space, pulls=res.pulls, path=out / "marginals.png")
     if imps:
         figs["importance"] = F.importance(imps, path=out / "importance.png")
-    if focus is not None and focus.means is not None:
-        rows = _best_rows_grid(focus)
-        figs["best"] = F.best_forest(rows, path=out / "best_configs.png", title=f"grid's best configurations ({focus.name})")
-    elif res.pulls:
+    if res.kind == "run" and res.pulls:
         rows = _best_rows_pulls(res)
         if rows:
-            figs["best"] = F.best_forest(rows, path=out / "best_configs.png", title="best configurations (from the pulls)")
+            figs["best"] = F.best_forest(rows, path=out / "best_configs.png", title="the run's best configurations")
+    elif focus is not None and focus.means is not None:
+        rows = _best_rows_grid(focus)
+        figs["best"] = F.best_forest(rows, path=out / "best_configs.png", title=f"grid's best configurations ({focus.name})")
     return figs
 
 
@@ -262,14 +263,17 @@ def _html(res: Results, figs: Mapping[str, Path], *, table: str | None) -> str:
                 cols += [("true", "grid mean"), ("true_rank", "grid rank")]
             parts.append(f"<h3>Recommendations on {html.escape(focus.name)}"
                          f"{f' at budget {top:.0%}' if top else ''}</h3>" + _rows_table(rec, cols))
+    if res.kind == "run":
+        cols = [("rank", "rank"), ("label", "configuration"), ("mean", "estimate"), ("low", "95% low"),
+                ("high", "95% high"), ("pulls", "pulls")]
+        rows = _best_rows_pulls(res)
+        if any("true" in r for r in rows):
+            cols.append(("true", "grid mean"))
+        parts.append("<h3>Best configurations</h3>" + _rows_table(rows, cols))
     if focus is not None and focus.means is not None:
         parts.append(f"<h3>Grid's top configurations ({html.escape(focus.name)})</h3>" + _rows_table(
             _best_rows_grid(focus), [("rank", "rank"), ("label", "configuration"), ("mean", "grid mean"),
                                      ("low", "95% low"), ("high", "95% high")]))
-    elif res.kind == "run":
-        parts.append("<h3>Best configurations</h3>" + _rows_table(
-            _best_rows_pulls(res), [("rank", "rank"), ("label", "configuration"), ("mean", "estimate"),
-                                    ("low", "95% low"), ("high", "95% high"), ("pulls", "pulls")]))
     parts.append("</body></html>")
     return "\n".join(parts)
 

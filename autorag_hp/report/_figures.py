@@ -271,9 +271,9 @@ def best_forest(rows: Sequence[Mapping[str, Any]], *, path: Path, title: str = "
     ax.set_yticks(y, [r["label"] for r in rows], fontsize=6)
     ax.invert_yaxis()
     ax.set_xlabel("reward")
-    ax.legend(frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0 if not title else 1.06), ncol=2)
+    ax.legend(frameon=True, framealpha=0.8, loc="best", fontsize=6)
     if title:
-        ax.set_title(title, pad=18)
+        ax.set_title(title)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -137,6 +137,26 @@ def _num(v: str) -> Any:
         return v
 
 
+def _run_grid(folder: Path, space: SearchSpace) -> TableInfo | None:
+    """The full grid a ``tune`` run measured itself against (``grid.csv`` + ``grid.json``), in the run's order."""
+    csv_path, side = folder / "grid.csv", folder / "grid.json"
+    if not (csv_path.is_file() and side.is_file()):
+        return None
+    try:
+        from autorag_hp.replay import ReplayTable
+
+        meta = json.loads(side.read_text())
+        t = ReplayTable.from_file(csv_path, params=list(meta["params"]), metric=meta["metric"],
+                                  cost=meta.get("cost") or None, w=float(meta.get("w", 1.0)), t_max=meta.get("t_max"))
+        order = np.array([t.space.index(space.config(i)) for i in range(len(space))])
+    except (ValueError, KeyError, FileNotFoundError):
+        return None
+    sems = None
+    if t.outcomes is not None and t.outcomes.shape[1] > 1:
+        sems = (t.outcomes.std(axis=1, ddof=1) / np.sqrt(t.outcomes.shape[1]))[order]
+    return TableInfo("run", space, t.means[order], sems, "run")
+
+
 def _load_run(folder: Path) -> Results:
     from autorag_hp.journal import read_journal
 
@@ -147,7 +167,7 @@ def _load_run(folder: Path) -> Results:
                     "pulls": len(pulls), "calls": sum(int(r.get("calls", 1)) for r in pulls),
                     **{k: v for k, v in (header.get("meta") or {}).items() if isinstance(v, (str, int, float, bool))}}
     res.pulls = [(space.validate(r["config"]), float(r["reward"])) for r in pulls]
-    res.tables["run"] = TableInfo("run", space)
+    res.tables["run"] = _run_grid(folder, space) or TableInfo("run", space)
     summary_path = folder / "summary.json"
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
