@@ -2,7 +2,7 @@
 
 The CSV has one row per (configuration, question): ``config_index`` (position in the
 space), one column per parameter, ``question_id``, then ``answer_in_context``, ``em``,
-``f1`` (empty without a generator), ``gold_recall`` (empty without gold passages),
+``f1`` (empty without a generator), ``gold_recall`` (``nan`` without gold passages),
 ``prompt_tokens``, ``latency_s``, ``quality`` and ``reward``. A JSON sidecar
 (``TABLE.json``) records ``params``, ``metric``, ``cost``, ``w`` and ``t_max`` so
 ``autorag-hp bench --table TABLE.csv`` replays it without further options.
@@ -10,7 +10,6 @@ space), one column per parameter, ``question_id``, then ``answer_in_context``, `
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -18,23 +17,30 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping
+
+import numpy as np
 
 from autorag_hp.pipeline._cache import atomic_write_text
-from autorag_hp.pipeline._metrics import check_metric, check_t_max, check_weight, reward, score_result
+from autorag_hp.pipeline._metrics import check_metric, check_t_max, check_weight, score_result
 from autorag_hp.space import SearchSpace
 
 __all__ = ["run_grid", "GridResult", "METRIC_COLUMNS"]
 
 METRIC_COLUMNS = ("answer_in_context", "em", "f1", "gold_recall", "prompt_tokens", "latency_s", "quality", "reward")
+_FLOAT_COLUMNS = ("answer_in_context", "em", "f1", "gold_recall", "latency_s", "quality", "reward")
 
 
 @dataclass
 class GridResult:
-    """The per-(configuration, question) rows of a full grid, plus how they were scored."""
+    """A full grid, stored by column: ``columns[name][row]``; one row per (configuration, question).
+
+    ``columns`` holds ``config_index`` (int), ``question_id`` (str) and :data:`METRIC_COLUMNS`
+    (``em``/``f1`` are NaN where nothing answered). :attr:`rows` builds dict rows on demand.
+    """
 
     space: SearchSpace
-    rows: list[dict[str, Any]]
+    columns: dict[str, np.ndarray]
     metric: str
     w: float
     t_max: float
@@ -42,32 +48,48 @@ class GridResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def columns(self) -> list[str]:
+    def header(self) -> list[str]:
         return ["config_index", *self.space.names, "question_id", *METRIC_COLUMNS]
+
+    def __len__(self) -> int:
+        return len(self.columns["config_index"])
+
+    def iter_rows(self) -> Iterator[dict[str, Any]]:
+        """Rows as dicts (parameters included), in table order."""
+        cfgs: dict[int, dict[str, Any]] = {}
+        cols = {k: self.columns[k].tolist() for k in ("config_index", "question_id", *METRIC_COLUMNS)}
+        for n, i in enumerate(cols["config_index"]):
+            cfg = cfgs.get(i)
+            if cfg is None:
+                cfg = cfgs[i] = self.space.config(i)
+            row: dict[str, Any] = {"config_index": i, **cfg, "question_id": cols["question_id"][n]}
+            for k in METRIC_COLUMNS:
+                v = cols[k][n]
+                row[k] = None if k in ("em", "f1") and v != v else v
+            yield row
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return list(self.iter_rows())
+
+    def mean(self, column: str) -> dict[int, float]:
+        """Mean of ``column`` per configuration index (NaN cells skipped)."""
+        if column not in self.columns or column == "question_id":
+            raise ValueError(f"column must be one of {list(METRIC_COLUMNS)}, got {column!r}")
+        idx = self.columns["config_index"]
+        vals = self.columns[column].astype(np.float64)
+        ok = ~np.isnan(vals)
+        n = np.bincount(idx[ok], minlength=len(self.space))
+        s = np.bincount(idx[ok], weights=vals[ok], minlength=len(self.space))
+        present = np.unique(idx)
+        return {int(i): float(s[i] / n[i]) for i in present if n[i]}
 
     def mean_rewards(self) -> dict[int, float]:
         """Mean reward per configuration index."""
-        sums: dict[int, list[float]] = {}
-        for r in self.rows:
-            s = sums.setdefault(r["config_index"], [0.0, 0])
-            s[0] += r["reward"]
-            s[1] += 1
-        return {i: s / n for i, (s, n) in sorted(sums.items())}
-
-    def mean(self, column: str) -> dict[int, float]:
-        """Mean of ``column`` per configuration index (NaN/empty cells skipped)."""
-        acc: dict[int, list[float]] = {}
-        for r in self.rows:
-            v = r.get(column)
-            if v is None or (isinstance(v, float) and math.isnan(v)):
-                continue
-            a = acc.setdefault(r["config_index"], [0.0, 0])
-            a[0] += float(v)
-            a[1] += 1
-        return {i: s / n for i, (s, n) in sorted(acc.items()) if n}
+        return self.mean("reward")
 
     def best(self, n: int = 1) -> list[tuple[dict[str, Any], float]]:
-        """The ``n`` configurations with the highest mean reward, best first."""
+        """The ``n`` configurations with the highest mean reward, best first (ties: lower index)."""
         means = self.mean_rewards()
         order = sorted(means, key=lambda i: (-means[i], i))[:n]
         return [(self.space.config(i), means[i]) for i in order]
@@ -78,10 +100,13 @@ class GridResult:
         if path.suffix != ".csv":
             raise ValueError(f"out must be a .csv path, got {str(path)!r}")
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for r in self.rows:
-            writer.writerow({k: _cell(r.get(k)) for k in self.columns})
+        buf.write(",".join(self.header) + "\n")
+        params = {i: ",".join(_cell(v) for v in self.space.config(i).values()) for i in np.unique(self.columns["config_index"]).tolist()}
+        cols = [self.columns[k].tolist() for k in METRIC_COLUMNS]
+        empty_nan = [k in ("em", "f1") for k in METRIC_COLUMNS]
+        for n, (i, q) in enumerate(zip(self.columns["config_index"].tolist(), self.columns["question_id"].tolist())):
+            cells = [("" if e and c[n] != c[n] else _cell(c[n])) for c, e in zip(cols, empty_nan)]
+            buf.write(f"{i},{params[i]},{_cell(q)},{','.join(cells)}\n")
         meta = {
             "params": list(self.space.names),
             "metric": "quality",
@@ -90,8 +115,8 @@ class GridResult:
             "w": self.w,
             "t_max": self.t_max,
             "space": self.space.to_dict(),
-            "configurations": len(self.space),
-            "questions": len({r["question_id"] for r in self.rows}),
+            "configurations": len(np.unique(self.columns["config_index"])),
+            "questions": len(set(self.columns["question_id"].tolist())),
             "seconds": round(self.seconds, 3),
             **self.extra,
         }
@@ -100,12 +125,15 @@ class GridResult:
         return path
 
 
-def _cell(v: Any) -> Any:
+def _cell(v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, float):
         return "nan" if math.isnan(v) else repr(v)
-    return v
+    s = str(v)
+    if any(c in s for c in ',"\n\r'):
+        return '"' + s.replace('"', '""') + '"'
+    return s
 
 
 def _as_space(space: Any) -> SearchSpace:
@@ -116,6 +144,12 @@ def _as_space(space: Any) -> SearchSpace:
     if isinstance(space, Mapping):
         return SearchSpace.from_dict(space)
     raise ValueError(f"space must be a SearchSpace, a mapping or a space file path, got {space!r}")
+
+
+def _float_array(values: Any, n: int) -> np.ndarray:
+    if values is None:
+        return np.full(n, np.nan)
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def run_grid(
@@ -145,51 +179,59 @@ def run_grid(
     if out is not None and Path(out).suffix != ".csv":
         raise ValueError(f"out must be a .csv path, got {str(out)!r}")
     configs = list(space)
+    n_q = len(questions)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(configs), desc="grid", unit="config", dynamic_ncols=True)
     t0 = time.perf_counter()
-    by_config: dict[int, list[dict[str, Any]]] = {}
+    blocks: dict[int, dict[str, Any]] = {}
     try:
         if hasattr(pipeline, "evaluate_grid"):
-            for i, rows in pipeline.evaluate_grid(configs, questions, progress=bar.update if bar else None):
-                by_config[i] = rows
+            for i, cols in pipeline.evaluate_grid(configs, questions, progress=bar.update if bar else None):
+                blocks[i] = cols
         else:
             if not callable(getattr(pipeline, "run", None)):
                 raise ValueError(f"pipeline must have run(config, questions), got {type(pipeline).__name__}")
             for i, cfg in enumerate(configs):
                 results = pipeline.run(cfg, questions)
-                if len(results) != len(questions):
-                    raise ValueError(
-                        f"pipeline.run must return one result per question, got {len(results)} for {len(questions)}"
-                    )
-                by_config[i] = [score_result(q, r, metric="answer_in_context", t_max=1.0) for q, r in zip(questions, results)]
+                if len(results) != n_q:
+                    raise ValueError(f"pipeline.run must return one result per question, got {len(results)} for {n_q}")
+                rows = [score_result(q, r, t_max=1.0) for q, r in zip(questions, results)]
+                blocks[i] = {k: [row[k] for row in rows] for k in
+                             ("question_id", "answer_in_context", "em", "f1", "gold_recall", "prompt_tokens", "latency_s")}
                 if bar:
                     bar.update(1)
     finally:
         if bar:
             bar.close()
     seconds = time.perf_counter() - t0
+    order = range(len(configs))
+    columns: dict[str, np.ndarray] = {
+        "config_index": np.repeat(np.arange(len(configs), dtype=np.int64), n_q),
+        "question_id": np.array([q for i in order for q in blocks[i]["question_id"]], dtype=object),
+        "prompt_tokens": np.concatenate([np.asarray(blocks[i]["prompt_tokens"], dtype=np.int64) for i in order]),
+    }
+    for k in ("answer_in_context", "em", "f1", "gold_recall", "latency_s"):
+        columns[k] = np.concatenate([_float_array(blocks[i][k], n_q) for i in order])
     if t_max is None:
         t_max = getattr(pipeline, "t_max", None)
         if t_max is None:
-            t_max = max((r["prompt_tokens"] for rows in by_config.values() for r in rows), default=1) or 1
+            t_max = float(columns["prompt_tokens"].max(initial=1)) or 1.0
     t_max = check_t_max(t_max)
-    table: list[dict[str, Any]] = []
-    for i, cfg in enumerate(configs):
-        for r in by_config[i]:
-            q = r.get(metric)
-            if q is None:
-                raise ValueError(f"metric {metric!r} needs generated answers, but configuration {cfg} produced none")
-            if isinstance(q, float) and math.isnan(q):
-                raise ValueError(f"metric {metric!r} needs gold passage ids, but question {r['question_id']!r} has none")
-            row = {"config_index": i, **cfg, **{k: r.get(k) for k in ("question_id", *METRIC_COLUMNS[:6])}}
-            row["quality"] = float(q)
-            row["reward"] = reward(float(q), r["prompt_tokens"], w=w, t_max=t_max)
-            table.append(row)
-    result = GridResult(space=space, rows=table, metric=metric, w=w, t_max=t_max, seconds=seconds)
+    quality = columns[metric]
+    bad = np.isnan(quality)
+    if bad.any():
+        first = int(np.argmax(bad))
+        if metric in ("em", "f1"):
+            raise ValueError(f"metric {metric!r} needs generated answers, but configuration "
+                             f"{configs[first // n_q]} produced none")
+        raise ValueError(f"metric {metric!r} needs gold passage ids, but question "
+                         f"{columns['question_id'][first]!r} has none")
+    columns["quality"] = quality.copy()
+    columns["reward"] = w * quality - (1.0 - w) * columns["prompt_tokens"] / t_max
+    result = GridResult(space=space, columns=columns, metric=metric, w=w, t_max=t_max, seconds=seconds)
     if out is not None:
         result.to_csv(out)
     return result

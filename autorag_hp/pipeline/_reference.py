@@ -23,6 +23,7 @@ configurations at once on top of the same caches; its rows equal what :meth:`run
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -35,9 +36,12 @@ from autorag_hp.pipeline._chunking import Chunking, ChunkedCorpus, chunk_corpus,
 from autorag_hp.pipeline._compression import Compressor, ExtractiveCompressor, check_ratio, make_compressor, select_by_budget
 from autorag_hp.pipeline._metrics import normalize_answer
 from autorag_hp.pipeline._protocol import Passage, PipelineResult, Question
-from autorag_hp.pipeline._retrievers import IndexKind, Retriever, make_retriever
+from autorag_hp.pipeline._retrievers import IndexKind, MemoryRoot, Retriever, make_retriever
 
-__all__ = ["ReferencePipeline", "KNOBS"]
+__all__ = ["ReferencePipeline", "KNOBS", "GRID_COLUMNS"]
+
+#: the columns of one configuration's block of a grid, as yielded by ``evaluate_grid``
+GRID_COLUMNS = ("question_id", "answer_in_context", "em", "f1", "gold_recall", "prompt_tokens", "latency_s")
 
 KNOBS = ("chunk_size", "overlap", "embedder", "top_k", "compression", "compressor", "generator")
 
@@ -107,6 +111,7 @@ class ReferencePipeline:
         self.max_top_k = max_top_k
         self.index = index
         self.cache_dir = default_cache_dir() if cache_dir is _USE_DEFAULT else cache_dir
+        self._store_root = self.cache_dir if self.cache_dir is not None else MemoryRoot()
         self.defaults = dict(_DEFAULTS)
         if generator is not None:
             self.defaults["generator"] = generator if isinstance(generator, str) else "__instance__"
@@ -175,7 +180,7 @@ class ReferencePipeline:
         r = self._retrievers.get(name) if isinstance(name, str) else None
         if r is None:
             r = make_retriever(name, index=self.index)
-            r.bind(self.cache_dir)
+            r.bind(self._store_root)
             self._retrievers[name] = r
         return r
 
@@ -390,14 +395,14 @@ class ReferencePipeline:
         questions: Sequence[Question],
         *,
         progress: Callable[[int], None] | None = None,
-    ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-        """Score many retrieval-only configurations; yields ``(config position, rows)``.
+    ) -> Iterator[tuple[int, dict[str, list[Any] | None]]]:
+        """Score many configurations; yields ``(config position, columns)``.
 
-        Each row holds ``question_id``, ``answer_in_context``, ``gold_recall``,
-        ``prompt_tokens`` and ``latency_s`` for one question, exactly as
-        :meth:`run` + ``score_result`` would report them. Configurations with a generator
-        or a non-extractive compressor fall back to :meth:`run`. ``progress(n)`` is
-        called with the number of configurations finished.
+        ``columns`` maps each of :data:`GRID_COLUMNS` to one value per question (``em`` and
+        ``f1`` are None when nothing generates), exactly as :meth:`run` + ``score_result``
+        would report them; ``latency_s`` is amortised over the configurations sharing work.
+        Configurations with a generator or a non-extractive compressor fall back to
+        :meth:`run`. ``progress(n)`` is called with the number of configurations finished.
         """
         from autorag_hp.pipeline._metrics import score_result
 
@@ -408,6 +413,7 @@ class ReferencePipeline:
         for i, r in enumerate(resolved):
             blocks.setdefault(r.block, []).append(i)
         texts = [q.text for q in questions]
+        fast_blocks = []
         for members in blocks.values():
             first = resolved[members[0]]
             comp = self._compressor(first.compressor)
@@ -416,102 +422,128 @@ class ReferencePipeline:
                 or type(comp).select is ExtractiveCompressor.select
                 or all(resolved[i].compression >= 1.0 for i in members)
             )
+            fast_blocks.append(fast)
+        self._prefetch([resolved[m[0]] for m, f in zip(blocks.values(), fast_blocks) if f],
+                       [[resolved[i] for i in m] for m, f in zip(blocks.values(), fast_blocks) if f], texts)
+        for members, fast in zip(blocks.values(), fast_blocks):
+            first = resolved[members[0]]
             if not fast:
                 for i in members:
                     results = self.run(configs[i], questions)
                     rows = [score_result(q, r, t_max=self.t_max) for q, r in zip(questions, results)]
-                    for row in rows:
-                        del row["quality"], row["reward"]
-                    yield i, rows
+                    yield i, {k: [row[k] for row in rows] for k in GRID_COLUMNS}
                     if progress:
                         progress(1)
                 continue
             yield from self._evaluate_block(first, [resolved[i] for i in members], members, questions, texts, progress)
 
+    def _prefetch(self, firsts: list[_Resolved], members: list[list[_Resolved]], texts: list[str]) -> None:
+        """Embed everything the blocks need in one model call per role and embedder:
+        all chunks of all chunkings with the questions, then all candidate sentences."""
+        by_embedder: dict[str, list[Chunking]] = {}
+        for f in firsts:
+            by_embedder.setdefault(f.embedder, [])
+            if f.chunking not in by_embedder[f.embedder]:
+                by_embedder[f.embedder].append(f.chunking)
+        for emb, chunkings in by_embedder.items():
+            passages = [t for ch in chunkings for t in self.chunked(ch).chunk_text]
+            t0 = time.perf_counter()
+            self._retriever(emb).prefetch(passages, texts)
+            self.stats["retrieval_s"] += time.perf_counter() - t0
+        units_by_embedder: dict[str, list[str]] = {}
+        for f, ms in zip(firsts, members):
+            rankings = self._rank(f.chunking, f.embedder, texts)
+            if f.compressor != "none" and any(r.compression < 1.0 for r in ms) and self._retriever(f.embedder).dense:
+                cc = self.chunked(f.chunking)
+                needed = sorted({u for r in rankings for u in self._candidates(cc, r)})
+                units_by_embedder.setdefault(f.embedder, []).extend(cc.unit_text[u] for u in needed)
+        for emb, units in units_by_embedder.items():
+            t0 = time.perf_counter()
+            self._retriever(emb).prefetch(units, ())
+            self.stats["similarity_s"] += time.perf_counter() - t0
+
     def _evaluate_block(self, first, members_cfg, members, questions, texts, progress):
+        """Score one block (same chunking, embedder, compressor) for all its configurations.
+
+        Per question: the chunks at ``max(top_k)`` are walked once, growing the context for
+        each ``top_k``; the candidate sentences are ordered by similarity once, and each
+        ``compression`` ratio selects from that order with the compressor's budget rule.
+        """
         t0 = time.perf_counter()
         chunking, embedder = first.chunking, first.embedder
         cc = self.chunked(chunking)
         rankings = self._rank(chunking, embedder, texts)
-        need_sims = first.compressor != "none" and any(r.compression < 1.0 for r in members_cfg)
-        sims = self._similarities(chunking, embedder, texts, rankings) if need_sims else None
+        compress = first.compressor != "none" and any(r.compression < 1.0 for r in members_cfg)
+        sims = self._similarities(chunking, embedder, texts, rankings) if compress else None
         top_ks = sorted({r.top_k for r in members_cfg})
         ratios = sorted({r.compression for r in members_cfg})
-        n_q = len(questions)
-        n_cfg = len(members_cfg)
-        passage_ids = [p.id for p in self.corpus]
+        kmax = top_ks[-1]
+        n_q, n_cfg = len(questions), len(members_cfg)
+        pid_index = {p.id: i for i, p in enumerate(self.corpus)}
         cs, ce = cc.chunk_start.tolist(), cc.chunk_end.tolist()
         ctok, cpass = cc.chunk_tokens.tolist(), cc.chunk_passage.tolist()
-        utok = cc.unit_tokens
-        # results[(top_k, ratio)] -> (aic, recall, tokens, seconds) per question
-        res: dict[tuple[int, float], list[tuple[float, float, int, float]]] = {
-            (t, r): [] for t in top_ks for r in ratios
-        }
+        utok = cc.unit_tokens.tolist()
+        keys = [(t, r) for t in top_ks for r in ratios]
+        aic_col: dict[tuple, list[float]] = {k: [] for k in keys}
+        rec_col: dict[tuple, list[float]] = {k: [] for k in keys}
+        tok_col: dict[tuple, list[int]] = {k: [] for k in keys}
+        q_seconds: list[float] = []
         shared = time.perf_counter() - t0
         t_scoring = time.perf_counter()
         for qi, q in enumerate(questions):
             tq = time.perf_counter()
             spans = self._answer_spans(cc, q)
-            ranking = rankings[qi]
+            chunk_list = rankings[qi].tolist()[:kmax]
             qtok = self._question_tokens(q.text)
-            gold = set(q.gold_passages)
-            sim = sims[qi] if sims is not None else None
-            chunk_list = ranking.tolist()
-            per_q_shared = time.perf_counter() - tq
+            gold = {pid_index[g] for g in q.gold_passages}
+            contains = [any(cs[j] <= a and b <= ce[j] for a, b in spans) for j in chunk_list]
+            if compress:
+                sim = sims[qi]
+                candidates = sorted({u for j in chunk_list for u in range(cs[j], ce[j])})
+                order_all = sorted(candidates, key=lambda u: -sim[u])  # stable: ties by corpus order
+            ctx, found, got, unit_set, prev = 0, False, set(), set(), 0
             for t in top_ks:
-                t1 = time.perf_counter()
-                chunks = chunk_list[:t]
-                ctx_tokens = sum(ctok[j] for j in chunks)
-                if gold:
-                    got = {passage_ids[cpass[j]] for j in chunks}
-                    recall = sum(g in got for g in gold) / len(gold)
-                else:
-                    recall = float("nan")
-                aic_none = float(any(cs[j] <= a and b <= ce[j] for j in chunks for a, b in spans))
-                order_units = order_tokens = None
-                dt_shared = time.perf_counter() - t1
+                for pos in range(prev, min(t, len(chunk_list))):
+                    j = chunk_list[pos]
+                    ctx += ctok[j]
+                    found = found or contains[pos]
+                    got.add(cpass[j])
+                    if compress:
+                        unit_set.update(range(cs[j], ce[j]))
+                prev = t
+                recall = len(gold & got) / len(gold) if gold else math.nan
+                order_t = None
                 for r in ratios:
-                    t2 = time.perf_counter()
-                    if r >= 1.0 or first.compressor == "none":
-                        row = (aic_none, recall, qtok + ctx_tokens)
-                    else:
-                        if order_units is None:
-                            units: set[int] = set()
-                            for j in chunks:
-                                units.update(range(cs[j], ce[j]))
-                            ulist = sorted(units)
-                            scores = np.fromiter((sim[u] for u in ulist), dtype=np.float64, count=len(ulist))
-                            order = np.argsort(-scores, kind="stable")
-                            order_units = [ulist[k] for k in order.tolist()]
-                            order_tokens = utok[order_units].tolist()
-                        kept_pos = select_by_budget(order_tokens, r * ctx_tokens)
-                        kept = {order_units[k] for k in kept_pos}
-                        tokens = sum(order_tokens[k] for k in kept_pos)
-                        aic = float(any(all(u in kept for u in range(a, b)) for a, b in spans))
-                        row = (aic, recall, qtok + tokens)
-                    res[(t, r)].append(
-                        row + (shared / n_q / n_cfg + per_q_shared / n_cfg + dt_shared / len(ratios) + time.perf_counter() - t2,)
-                    )
+                    key = (t, r)
+                    rec_col[key].append(recall)
+                    if r >= 1.0 or not compress:
+                        aic_col[key].append(1.0 if found else 0.0)
+                        tok_col[key].append(qtok + ctx)
+                        continue
+                    if order_t is None:
+                        order_t = [u for u in order_all if u in unit_set]
+                        tok_t = [utok[u] for u in order_t]
+                    kept_pos = select_by_budget(tok_t, r * ctx)
+                    kept = {order_t[k] for k in kept_pos}
+                    aic_col[key].append(1.0 if any(all(u in kept for u in range(a, b)) for a, b in spans) else 0.0)
+                    tok_col[key].append(qtok + sum(tok_t[k] for k in kept_pos))
+            q_seconds.append(time.perf_counter() - tq)
         self.stats["scoring_s"] += time.perf_counter() - t_scoring
         self.stats["scored"] += n_q * n_cfg
+        # latency: this question's share of the block's shared work, plus its loop time split over the configurations
+        latency = [shared / n_q + s / n_cfg for s in q_seconds]
+        qids = [q.id for q in questions]
         for i, r in zip(members, members_cfg):
-            t_rows = time.perf_counter()
-            vals = res[(r.top_k, r.compression)]
-            rows = [
-                {
-                    "question_id": q.id,
-                    "answer_in_context": v[0],
-                    "em": None,
-                    "f1": None,
-                    "gold_recall": v[1],
-                    "prompt_tokens": int(v[2]),
-                    "latency_s": v[3],
-                    "answer": None,
-                }
-                for q, v in zip(questions, vals)
-            ]
-            self.stats["scoring_s"] += time.perf_counter() - t_rows
-            yield i, rows
+            key = (r.top_k, r.compression)
+            yield i, {
+                "question_id": qids,
+                "answer_in_context": aic_col[key],
+                "em": None,
+                "f1": None,
+                "gold_recall": rec_col[key],
+                "prompt_tokens": tok_col[key],
+                "latency_s": latency,
+            }
             if progress:
                 progress(1)
 

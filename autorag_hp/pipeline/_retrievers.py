@@ -16,6 +16,7 @@ models load lazily, on the first cache miss.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from abc import ABC, abstractmethod
@@ -161,6 +162,9 @@ class Retriever(ABC):
     def bind(self, store_root: Any) -> None:  # noqa: B027 - optional hook
         """Attach the on-disk cache folder (``None``: memory only)."""
 
+    def prefetch(self, passages: Sequence[str] = (), queries: Sequence[str] = ()) -> None:  # noqa: B027
+        """Compute (and cache) whatever vectors these texts need, in as few model calls as possible."""
+
     @abstractmethod
     def rank(self, passages: Sequence[str], queries: Sequence[str], k: int) -> np.ndarray:
         """Indices of the top ``k`` passages per query, best first, ``-1``-padded: int64 [n_queries, k]."""
@@ -168,6 +172,32 @@ class Retriever(ABC):
     @abstractmethod
     def similarities(self, units: Sequence[str], queries: Sequence[str], candidates: Sequence[np.ndarray]) -> list[np.ndarray]:
         """For query ``i``, the similarity of each unit in ``candidates[i]`` (indices into ``units``)."""
+
+
+_STORES: dict[tuple[str, str], ArrayStore] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def _shared_store(root: Any, namespace: str) -> ArrayStore:
+    """One in-memory view per on-disk store in a process, so retrievers sharing a model
+    (``minilm`` and ``hybrid``) see each other's vectors. ``root`` is a folder, a
+    :class:`MemoryRoot` (shared, in memory) or None (private, in memory)."""
+    if root is None:
+        return ArrayStore(None, namespace)
+    on_disk = isinstance(root, (str, os.PathLike))
+    key = (str(Path(root).expanduser().resolve()) if on_disk else root, namespace)
+    with _STORES_LOCK:
+        store = _STORES.get(key)
+        if store is None:
+            store = _STORES[key] = ArrayStore(root if on_disk else None, namespace)
+        return store
+
+
+class MemoryRoot:
+    """A cache root that lives in memory only, shared by the retrievers bound to it."""
+
+    def __repr__(self) -> str:
+        return f"MemoryRoot(0x{id(self):x})"
 
 
 class _EmbeddingCache:
@@ -183,7 +213,7 @@ class _EmbeddingCache:
         if root != self.root or not self.store:
             self.root = root
             ns = "embeddings/" + content_hash(self.encoder.fingerprint)
-            self.store = {role: ArrayStore(root, f"{ns}/{role}") for role in ("query", "passage")}
+            self.store = {role: _shared_store(root, f"{ns}/{role}") for role in ("query", "passage")}
 
     def embed(self, texts: Sequence[str], role: Literal["query", "passage"]) -> np.ndarray:
         import time
@@ -236,6 +266,12 @@ class DenseRetriever(Retriever):
 
     def bind(self, store_root: Any) -> None:
         self.cache.bind(store_root)
+
+    def prefetch(self, passages: Sequence[str] = (), queries: Sequence[str] = ()) -> None:
+        if len(passages):
+            self.cache.embed(list(dict.fromkeys(passages)), "passage")
+        if len(queries):
+            self.cache.embed(list(dict.fromkeys(queries)), "query")
 
     def _faiss_index(self, passages: Sequence[str]) -> Any:
         import faiss
@@ -397,6 +433,9 @@ class HybridRetriever(Retriever):
     def bind(self, store_root: Any) -> None:
         self.lexical.bind(store_root)
         self.dense_part.bind(store_root)
+
+    def prefetch(self, passages: Sequence[str] = (), queries: Sequence[str] = ()) -> None:
+        self.dense_part.prefetch(passages, queries)
 
     def rank(self, passages: Sequence[str], queries: Sequence[str], k: int) -> np.ndarray:
         n = len(passages)
