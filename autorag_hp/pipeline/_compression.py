@@ -167,7 +167,9 @@ class LLMLinguaCompressor(Compressor):
             return list(contexts)
         result = self._load().compress_prompt(list(contexts), question=question, rate=ratio)
         text = result["compressed_prompt"] if isinstance(result, dict) else str(result)
-        return [text]
+        if question and text.rstrip().endswith(question):  # LLMLingua appends the question
+            text = text.rstrip()[: -len(question)].rstrip()
+        return [text] if text else []
 
 
 def _local_smollm2() -> tuple[str, dict[str, Any]]:

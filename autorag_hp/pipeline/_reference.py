@@ -133,13 +133,15 @@ class ReferencePipeline:
         self._norm_units: dict[str, str] = {}
         self._passage_hits: dict[str, list[int]] = {}
         self._norm_lists: dict[Chunking, list[str]] = {}
+        self._norm_passages: list[str] | None = None
         self._spans: dict[tuple, list[tuple[int, int]]] = {}
         self._qtokens: dict[str, int] = {}
-        #: counts and seconds of the shared work (chunking, retrieval, similarities) and of the
-        #: configuration-dependent work of evaluate_grid (slicing, compression, scoring)
+        #: counts and seconds of the shared work (chunking, retrieval, similarities, answer
+        #: spans per chunking and question) and of the configuration-dependent work of
+        #: evaluate_grid (slicing, compression, scoring)
         self.stats: dict[str, float] = {
             "retrieval_calls": 0, "similarity_calls": 0,
-            "chunking_s": 0.0, "retrieval_s": 0.0, "similarity_s": 0.0, "scoring_s": 0.0, "scored": 0,
+            "chunking_s": 0.0, "retrieval_s": 0.0, "similarity_s": 0.0, "spans_s": 0.0, "scoring_s": 0.0, "scored": 0,
         }
 
     @classmethod
@@ -352,11 +354,9 @@ class ReferencePipeline:
             return []
         hits = self._passage_hits.get(question.text + "\x1f" + "\x1f".join(question.answers))
         if hits is None:
-            hits = []
-            for pi, p in enumerate(self.corpus):
-                padded = f" {self._norm_unit(' '.join(p.text.split()))} "
-                if any(g in padded for g in golds):
-                    hits.append(pi)
+            if self._norm_passages is None:
+                self._norm_passages = [f" {normalize_answer(' '.join(p.text.split()))} " for p in self.corpus]
+            hits = [pi for pi, padded in enumerate(self._norm_passages) if any(g in padded for g in golds)]
             self._passage_hits[question.text + "\x1f" + "\x1f".join(question.answers)] = hits
         key = (cc.chunking, question.text, question.answers)
         cached = self._spans.get(key)
@@ -488,11 +488,14 @@ class ReferencePipeline:
         rec_col: dict[tuple, list[float]] = {k: [] for k in keys}
         tok_col: dict[tuple, list[int]] = {k: [] for k in keys}
         q_seconds: list[float] = []
+        t_spans = time.perf_counter()
+        all_spans = [self._answer_spans(cc, q) for q in questions]
+        self.stats["spans_s"] += time.perf_counter() - t_spans
         shared = time.perf_counter() - t0
         t_scoring = time.perf_counter()
         for qi, q in enumerate(questions):
             tq = time.perf_counter()
-            spans = self._answer_spans(cc, q)
+            spans = all_spans[qi]
             chunk_list = rankings[qi].tolist()[:kmax]
             qtok = self._question_tokens(q.text)
             gold = {pid_index[g] for g in q.gold_passages}

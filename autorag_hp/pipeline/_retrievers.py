@@ -407,11 +407,11 @@ class BM25Retriever(Retriever):
         if len(units) == 0:
             return [np.zeros(0) for _ in candidates]
         m = self._fit(units)
-        qm = m.query_matrix(queries)
-        out = []
-        for i, c in enumerate(candidates):
-            c = np.asarray(c, dtype=np.int64)
-            out.append(np.asarray((m.matrix[c] @ qm[i].T).todense()).ravel() if len(c) else np.zeros(0))
+        out: list[np.ndarray] = []
+        for start in range(0, len(queries), 256):  # dense score blocks of at most 256 x n_units
+            block = m.scores(queries[start : start + 256])
+            for i, c in enumerate(candidates[start : start + 256]):
+                out.append(block[i, np.asarray(c, dtype=np.int64)])
         return out
 
 
