@@ -227,3 +227,18 @@ def test_grid_command_writes_a_table_that_bench_can_replay(tmp_path, capsys):
                                   t_max=None, question_col="question_id", grid_questions=10)
     assert len(table.space) == 16 and table.outcomes is not None
     assert main(["grid", "--data", str(tmp_path / "missing.json"), "--out", str(out), "--quiet"]) == 2
+
+
+def test_grid_table_quotes_awkward_ids_and_keeps_empty_answer_metrics(tmp_path):
+    class Const:
+        def run(self, config, questions):
+            return [PipelineResult(contexts=["alpha, beta"], prompt_tokens=4) for _ in questions]
+
+    ds = QADataset("t", (Passage("p", "x"),), (Question('q,1 "x"', "a?", ("alpha",)),))
+    g = run_grid(Const(), ds, {"k": ["a,b", "c"]}, out=tmp_path / "t.csv")
+    rows = list(csv.DictReader((tmp_path / "t.csv").open()))
+    assert [r["question_id"] for r in rows] == ['q,1 "x"'] * 2 and [r["k"] for r in rows] == ["a,b", "c"]
+    assert rows[0]["em"] == "" and rows[0]["gold_recall"] == "nan" and rows[0]["answer_in_context"] == "1.0"
+    assert g.rows[0]["em"] is None and len(g) == 2
+    with pytest.raises(ValueError, match="metric 'em' needs generated answers"):
+        run_grid(Const(), ds, {"k": [1]}, metric="em")
