@@ -449,8 +449,9 @@ def run_budgets(table: ReplayTable, spec: StrategySpec, seed: int, *, budgets: S
     return out
 
 
-def _run_task(task: tuple[TableSpec, StrategySpec, tuple[float, ...], int, int, int]) -> list[dict[str, Any]]:
-    spec, strat, budgets, seed, batch, parallel = task
+def _run_task(task: tuple[TableSpec, StrategySpec, tuple[float, ...], int, int, int, str]) -> list[dict[str, Any]]:
+    spec, strat, budgets, seed, batch, parallel, root = task
+    _STATE["root"] = root
     table = _get_table(spec, seed)
     if parallel == 1:
         runs = run_budgets(table, strat, seed, budgets=budgets, batch=batch)
@@ -530,6 +531,8 @@ def run_suite(
     tables: Sequence[str] | None = None,
     parallel: int = 1,
     workers: int | None = None,
+    executor: Literal["processes", "ray"] = "processes",
+    address: str | None = None,
     progress: bool = True,
     log: str | Path | None = None,
     on_run: Callable[[dict[str, Any]], None] | None = None,
@@ -538,8 +541,12 @@ def run_suite(
 
     ``seeds`` overrides the suite's seed count, ``strategies`` its strategy specs, ``tables``
     restricts it to the named tables. ``workers`` processes run the runs (default: the CPU
-    count); results do not depend on it. ``log`` appends JSON-lines events to a file.
+    count); results do not depend on it. ``executor="ray"`` runs them as Ray tasks instead
+    (a local Ray with ``workers`` CPUs, or the cluster at ``address``). ``log`` appends
+    JSON-lines events to a file.
     """
+    if executor not in ("processes", "ray"):
+        raise ValueError(f"executor must be 'processes' or 'ray', got {executor!r}")
     n_seeds = suite.seeds if seeds is None else seeds
     if isinstance(n_seeds, bool) or not isinstance(n_seeds, int) or n_seeds < 1:
         raise ValueError(f"seeds must be a positive integer, got {n_seeds!r}")
@@ -588,7 +595,8 @@ def run_suite(
         for strat in specs:
             pulls = int(max(suite.budgets) * table.grid_calls) // batch
             for seed in range(n_seeds):
-                tasks.append(((spec, strat, tuple(suite.budgets), seed, batch, parallel), _cost_guess(strat.name, pulls)))
+                tasks.append(((spec, strat, tuple(suite.budgets), seed, batch, parallel, suite.root),
+                              _cost_guess(strat.name, pulls)))
     if not tasks:
         raise ValueError(f"suite {suite.name!r}: no table could be built here ({'; '.join(s['reason'] for s in skipped)})")
     order = sorted(range(len(tasks)), key=lambda i: -tasks[i][1])
@@ -606,7 +614,12 @@ def run_suite(
             bar.update(len(task_runs))
 
     try:
-        if workers == 1:
+        if executor == "ray":
+            from autorag_hp.executors._ray import RayExecutor
+
+            with RayExecutor(address=address, num_cpus=None if address else workers) as ex:
+                ex.map(_run_task, [tasks[i][0] for i in order], on_result=lambda j, rs: done(order[j], rs))
+        elif workers == 1:
             for i in order:
                 done(i, _run_task(tasks[i][0]))
         else:
@@ -703,14 +716,27 @@ def _holm(pvalues: Sequence[float]) -> list[float]:
 
 
 def _wilcoxon(d: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired differences ``d`` (zeros split, ties mid-ranked).
+
+    Exact (every sign assignment enumerated) for up to 16 non-zero differences, else the
+    normal approximation; scipy's exact path for ties runs a slow permutation test.
+    """
     from scipy import stats
 
+    d = np.asarray(d, dtype=float)
     if len(d) < 2 or np.allclose(d, 0.0):
         return 1.0
-    try:
-        return float(stats.wilcoxon(d, zero_method="zsplit").pvalue)
-    except ValueError:
-        return 1.0
+    nonzero = d[d != 0]
+    if len(nonzero) > 16:
+        return float(stats.wilcoxon(d, zero_method="zsplit", method="approx").pvalue)
+    ranks = stats.rankdata(np.abs(d))
+    fixed = 0.5 * ranks[d == 0].sum()  # a zero's rank counts half on each side
+    r = ranks[d != 0]
+    observed = ranks[d > 0].sum() + fixed
+    signs = (np.arange(2 ** len(r))[:, None] >> np.arange(len(r))) & 1
+    null = signs @ r + fixed
+    centre = r.sum() / 2 + fixed
+    return float(np.mean(np.abs(null - centre) >= abs(observed - centre) - 1e-9))
 
 
 def summarise_buckets(runs: Sequence[Mapping[str, Any]], *, reference: str | None = None,
@@ -841,8 +867,10 @@ def run_suite_cli(args: Any) -> int:
     quiet = bool(getattr(args, "quiet", False))
     print(f"suite {suite.name!r}: {len(suite.tables)} tables, budgets {', '.join(f'{b:.0%}' for b in suite.budgets)}, "
           f"{seeds} seeds -> {out}", file=sys.stderr)
+    executor = getattr(args, "executor", None) or "processes"
     payload = run_suite(suite, seeds=seeds, strategies=strategies, tables=tables,
                         parallel=getattr(args, "parallel", 1) or 1, workers=getattr(args, "workers", None),
+                        executor="ray" if executor == "ray" else "processes", address=getattr(args, "address", None),
                         progress=not quiet, log=getattr(args, "log", None))
     path = write_results(out / "suite.json", payload)
     print(format_suite_table(payload))

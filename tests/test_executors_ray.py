@@ -95,3 +95,14 @@ def test_bad_arguments_name_the_argument(kwargs, word):
 def test_map_cells_rejects_unknown_executor():
     with pytest.raises(ValueError, match="executor must be"):
         map_cells(_slow_square, [1], executor="dask")
+
+
+def test_suite_on_ray_equals_processes(ray_executor, tmp_path):
+    from autorag_hp.suite import SuiteSpec, TableSpec, run_suite
+
+    tables = (TableSpec(name="hard", source="synthetic", bucket="hard", difficulty="hard", n_questions=8),)
+    suite = SuiteSpec(name="tiny", tables=tables, budgets=(0.2,), seeds=2, max_pulls=40, root=str(tmp_path))
+    a = run_suite(suite, strategies=["hier-ts"], workers=1, progress=False)
+    b = run_suite(suite, strategies=["hier-ts"], workers=2, executor="ray", progress=False)
+    key = lambda rs: sorted((r["seed"], r["simple_regret"], r["cumulative_regret"]) for r in rs)  # noqa: E731
+    assert key(a["runs"]) == key(b["runs"])

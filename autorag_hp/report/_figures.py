@@ -80,8 +80,11 @@ def regret_curves(runs: Sequence[Mapping[str, Any]], *, group: str, strategies: 
 
 
 def recall_vs_budget(rows: Sequence[Mapping[str, Any]], *, strategies: Sequence[str], buckets: Sequence[str],
-                     path: Path, metrics: Sequence[str] = ("recall@3", "recall@5")) -> Path:
-    """Recall@x at each budget (mean and 95% CI over seeds), a column per bucket."""
+                     path: Path, metrics: Sequence[str] = ("recall@3", "recall@5"), bands: bool | None = None) -> Path:
+    """Recall@x at each budget (mean over seeds, with 95% CI bands unless more than 5 strategies
+    would make them unreadable: the tables carry the intervals), a column per bucket."""
+    if bands is None:
+        bands = len(strategies) <= 5
     plt = _plt()
     colors = _colors(strategies)
     fig, axes = plt.subplots(len(metrics), len(buckets), figsize=(2.6 * len(buckets), 2.3 * len(metrics)),
@@ -98,7 +101,8 @@ def recall_vs_budget(rows: Sequence[Mapping[str, Any]], *, strategies: Sequence[
                 y = np.array([r[m] for r in rs])
                 h = np.array([r[m + "_ci"] for r in rs])
                 ax.plot(x, y, color=colors[s], marker="o", ms=3, lw=1.2, label=s)
-                ax.fill_between(x, np.clip(y - h, 0, 1), np.clip(y + h, 0, 1), color=colors[s], alpha=0.08, lw=0)
+                if bands:
+                    ax.fill_between(x, np.clip(y - h, 0, 1), np.clip(y + h, 0, 1), color=colors[s], alpha=0.08, lw=0)
             ax.set_xscale("log")
             budgets = sorted({r["budget"] for r in rows})
             ax.set_xticks([100 * b_ for b_ in budgets], [f"{100 * b_:.0f}%" for b_ in budgets])
@@ -164,14 +168,17 @@ def pull_heatmaps(space: SearchSpace, counts: Mapping[str, np.ndarray], *, path:
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.7 * ncols + 0.8, 2.6 * nrows), squeeze=False,
                              layout="constrained")
     im = None
-    for ax, s in zip(axes.flat, names):
+    shares = {}
+    for s in names:
         t = np.asarray(counts[s], dtype=float).reshape(space.sizes)
         others = tuple(k for k in range(len(space.names)) if k not in (ia, ib))
         m = t.sum(axis=others) if others else t
         if ia > ib:
             m = m.T
-        share = m / m.sum() if m.sum() > 0 else m
-        im = ax.imshow(share, cmap="viridis", aspect="auto", vmin=0)
+        shares[s] = m / m.sum() if m.sum() > 0 else m
+    vmax = max((float(m.max()) for m in shares.values()), default=1.0) or 1.0
+    for ax, s in zip(axes.flat, names):
+        im = ax.imshow(shares[s], cmap="viridis", aspect="auto", vmin=0, vmax=vmax)
         ax.set_title(s)
         ax.set_yticks(range(space.sizes[ia]), [str(v) for v in space.values(a)])
         ax.set_xticks(range(space.sizes[ib]), [str(v) for v in space.values(b)], rotation=35, ha="right")
