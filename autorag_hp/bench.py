@@ -55,7 +55,7 @@ def _checkpoints(n_pulls: int, k: int = 20) -> set[int]:
 
 
 def run_one(table: ReplayTable, spec: StrategySpec, seed: int, *, budget: float, batch: int,
-            parallel: int = 1, checkpoints: int = 20) -> dict[str, Any]:
+            parallel: int = 1, checkpoints: int = 20, executor=None) -> dict[str, Any]:
     """One strategy, one seed: curves and final metrics against the table's ground truth."""
     truth = table.truth()
     strategy = make_strategy(spec.name, table.space, seed=seed, **dict(spec.options))
@@ -78,7 +78,8 @@ def run_one(table: ReplayTable, spec: StrategySpec, seed: int, *, budget: float,
             })
 
     t0 = time.perf_counter()
-    result = tune(strategy, objective, budget_calls=budget_calls, parallel=parallel, calls_per_pull=batch, callback=on_pull)
+    result = tune(strategy, objective, budget_calls=budget_calls, parallel=parallel, calls_per_pull=batch,
+                  callback=on_pull, executor=executor)
     elapsed = time.perf_counter() - t0
     top = strategy.best(5)
     cum = np.cumsum(regrets)
@@ -100,7 +101,7 @@ def run_one(table: ReplayTable, spec: StrategySpec, seed: int, *, budget: float,
 
 def run_replay(table: ReplayTable, specs: Sequence[StrategySpec], seeds: Sequence[int], *, budget: float = 0.2,
                batch: int = 4, parallel: int = 1, progress: bool = True,
-               on_result: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+               on_result: Callable[[dict[str, Any]], None] | None = None, executor=None) -> list[dict[str, Any]]:
     """Run every (strategy, seed) pair; the same seed gives every strategy the same question draws."""
     if not 0 < budget <= 1:
         raise ValueError(f"budget must lie in (0, 1] (a share of grid search's calls), got {budget!r}")
@@ -113,7 +114,7 @@ def run_replay(table: ReplayTable, specs: Sequence[StrategySpec], seeds: Sequenc
     try:
         for spec in specs:
             for seed in seeds:
-                run = run_one(table, spec, seed, budget=budget, batch=batch, parallel=parallel)
+                run = run_one(table, spec, seed, budget=budget, batch=batch, parallel=parallel, executor=executor)
                 runs.append(run)
                 if on_result:
                     on_result(run)

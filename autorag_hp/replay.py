@@ -108,6 +108,7 @@ class ReplayTable:
         question_col: str = "question_id",
         grid_questions: int = 10,
         source: str = "table",
+        groups: Mapping[str, Sequence[str]] | None = None,
     ) -> "ReplayTable":
         """Build from rows. reward = w * metric - (1 - w) * cost / t_max (AutoRAG-HP eq. 1);
         without ``cost`` the reward is the metric. ``t_max`` defaults to the table's largest cost."""
@@ -139,7 +140,7 @@ class ReplayTable:
                 if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x):
                     raise ValueError(f"{source}: row {i + 2} column {col!r} must be a finite number, got {x!r}")
                 arr[i] = float(x)
-        space = SearchSpace({p: sorted(values[p], key=lambda v: (isinstance(v, str), v)) for p in params})
+        space = SearchSpace({p: sorted(values[p], key=lambda v: (isinstance(v, str), v)) for p in params}, groups=groups)
         if cost:
             if t_max is None:
                 t_max = float(cost_v.max()) or 1.0

@@ -32,12 +32,21 @@ def add_parser(sub) -> None:
     p.add_argument("--strategies", default=",".join(s for s in list_strategies()),
                    help="comma-separated strategy specs: name or name:key=value:key=value")
     p.add_argument("--seeds", type=int, default=10, help="number of seeds (0..N-1)")
-    p.add_argument("--budget", type=float, default=0.2, help="share of grid search's calls to spend, in (0, 1]")
+    p.add_argument("--budget", type=float, default=None, help="share of grid search's calls to spend, in (0, 1] (default 0.2)")
     p.add_argument("--batch", type=int, default=4, help="questions per pull")
     p.add_argument("--parallel", type=int, default=1, help="configurations asked per round (ask_batch)")
     p.add_argument("--suite", default=None, help="run a named benchmark suite instead of one table (see evals/)")
     p.add_argument("--out", default=None, help="JSON results path (default bench_out/bench-<time>.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--log", default=None, metavar="FILE",
+                   help="append machine-readable JSON-lines events (one per run) to FILE")
+    p.add_argument("--workers", type=int, default=None,
+                   help="--suite: worker processes (default: CPU count); results do not depend on it")
+    p.add_argument("--tables", default=None, help="--suite: comma-separated table names to run (default: all)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where pulls execute: this process, or Ray tasks (pip install 'autorag-hp[ray]')")
+    p.add_argument("--address", default=None,
+                   help="with --executor ray: cluster address, e.g. auto or ray://host:10001 (default: a local Ray)")
     p.set_defaults(func=run)
 
 
@@ -67,6 +76,7 @@ def load_table_from_args(args):
         path, params=[p.strip() for p in params], metric=metric, cost=cost or None, w=w,
         t_max=args.t_max if args.t_max is not None else meta.get("t_max"),
         question_col=args.question_col, grid_questions=args.grid_questions,
+        groups=(meta.get("space") or {}).get("groups") if not args.params else None,
     )
     return path, table, {"params": params, "metric": metric, "cost": cost, "w": w}
 
@@ -80,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         return run_suite_cli(args)
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    budget = 0.2 if args.budget is None else args.budget
     specs = [parse_strategy_spec(s) for s in args.strategies.split(",") if s.strip()]
     known = set(list_strategies())
     for s in specs:
@@ -89,15 +100,32 @@ def run(args: argparse.Namespace) -> int:
     print(f"table {path}: {len(table.space)} configurations x {table.n_questions} questions "
           f"({'per-question' if table.outcomes is not None else 'mean-only'}), best true reward {table.means.max():.4f}")
     t0 = time.time()
-    runs = run_replay(table, specs, list(range(args.seeds)), budget=args.budget, batch=args.batch,
-                      parallel=args.parallel, progress=not args.quiet)
+    from autorag_hp.executors import make_executor
+
+    executor = make_executor(args.executor, **({"address": args.address} if args.executor == "ray" else {}))
+    log = open(args.log, "a", encoding="utf-8") if args.log else None
+
+    def on_result(r: dict) -> None:
+        if log is not None:
+            keys = ("strategy", "seed", "pulls", "calls", "recall@3", "recall@5", "simple_regret",
+                    "cumulative_regret", "calls_share", "seconds")
+            log.write(json.dumps({"event": "run", "time": time.time(), **{k: r[k] for k in keys}}) + "\n")
+            log.flush()
+
+    try:
+        runs = run_replay(table, specs, list(range(args.seeds)), budget=budget, batch=args.batch,
+                          parallel=args.parallel, progress=not args.quiet, executor=executor, on_result=on_result)
+    finally:
+        executor.close()
+        if log is not None:
+            log.close()
     summary = summarise(runs)
-    print(f"\nbudget {args.budget:.0%} of grid calls, batch {args.batch}, {args.seeds} seeds (mean ± 95% CI):")
+    print(f"\nbudget {budget:.0%} of grid calls, batch {args.batch}, {args.seeds} seeds (mean ± 95% CI):")
     print(format_table(summary))
     out = Path(args.out) if args.out else Path("bench_out") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     write_results(out, {
         "table": str(path), **meta, "n_configs": len(table.space), "n_questions": table.n_questions,
-        "budget": args.budget, "batch": args.batch, "parallel": args.parallel, "seeds": args.seeds,
+        "budget": budget, "batch": args.batch, "parallel": args.parallel, "seeds": args.seeds,
         "seconds": time.time() - t0, "summary": summary, "runs": runs,
     })
     print(f"\nresults written to {out}")

@@ -17,7 +17,20 @@ from autorag_hp.pipeline._compression import (
 )
 from autorag_hp.pipeline._datasets import QADataset, load_dataset, load_hf, load_jsonl, load_squad, register_loader
 from autorag_hp.pipeline._default import default_space, load_default_dataset
-from autorag_hp.pipeline._generators import Generator, list_generators, make_generator, register_generator
+from autorag_hp.pipeline._generators import (
+    EndpointResponseError,
+    EndpointUnavailableError,
+    GeneratedAnswer,
+    Generator,
+    GeneratorError,
+    OpenAIGenerator,
+    PromptTemplate,
+    RetryPolicy,
+    list_generators,
+    make_generator,
+    register_generator,
+)
+from autorag_hp.pipeline.adapter import FunctionPipeline, PipelineOutputError, function_pipeline
 from autorag_hp.pipeline._grid import GridResult, run_grid
 from autorag_hp.pipeline._metrics import (
     QUALITY_METRICS,
@@ -69,6 +82,16 @@ __all__ = [
     "make_generator",
     "register_generator",
     "list_generators",
+    "GeneratedAnswer",
+    "OpenAIGenerator",
+    "PromptTemplate",
+    "RetryPolicy",
+    "GeneratorError",
+    "EndpointUnavailableError",
+    "EndpointResponseError",
+    "FunctionPipeline",
+    "PipelineOutputError",
+    "function_pipeline",
     # evaluation
     "QADataset",
     "load_dataset",

@@ -98,7 +98,8 @@ class MiniLMEncoder:
 
     def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
         return self._model().encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+            show_progress_bar=False,
         ).astype(np.float32)
 
     encode_queries = encode_passages
