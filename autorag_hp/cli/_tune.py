@@ -102,6 +102,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--top", type=int, default=5, help="best configurations to print (default 5)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars; print only the result")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where each round's pulls (--parallel) are evaluated: this process, or Ray tasks")
+    p.add_argument("--address", default=None, help="with --executor ray: cluster address (default: a local Ray)")
     p.add_argument("--list-strategies", action="store_true", help="print the strategy names and exit")
     p.set_defaults(func=run)
 
@@ -257,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
     _quiet_libraries()
     try:
         return _tune(settings, run_dir, resume=bool(args.resume), quiet=args.quiet, top=args.top,
-                     plots=not args.no_plots)
+                     plots=not args.no_plots, executor=args.executor, address=args.address)
     except GeneratorError as exc:
         print(f"autorag-hp tune: generator failed: {exc}", file=sys.stderr)
         print(f"autorag-hp tune: finished pulls are journaled; continue with --resume {run_dir}", file=sys.stderr)
@@ -284,7 +287,8 @@ def _say(quiet: bool, *parts: Any) -> None:
         print(*parts, file=sys.stderr, flush=True)
 
 
-def _tune(settings: TuneSettings, run_dir: Path, *, resume: bool, quiet: bool, top: int, plots: bool) -> int:
+def _tune(settings: TuneSettings, run_dir: Path, *, resume: bool, quiet: bool, top: int, plots: bool,
+          executor: str = "local", address: str | None = None) -> int:
     from autorag_hp import make_strategy
     from autorag_hp.bench import parse_strategy_spec
     from autorag_hp.pipeline import (
@@ -366,13 +370,19 @@ def _tune(settings: TuneSettings, run_dir: Path, *, resume: bool, quiet: bool, t
     objective = PipelineObjective(pipeline, dataset, metric=settings.metric, w=settings.w, batch=settings.batch,
                                   seed=settings.seed)
     t0 = time.perf_counter()
-    result = tune(
-        strategy, objective,
-        budget_calls=budget_calls, parallel=settings.parallel, calls_per_pull=settings.batch,
-        journal=run_dir / JOURNAL, resume=resume, progress=not quiet,
-        meta={"data": settings.data, "metric": settings.metric, "w": settings.w, "batch": settings.batch,
-              "t_max": pipeline.t_max, "generator": generator.fingerprint()},
-    )
+    from autorag_hp.executors import make_executor
+
+    ex = make_executor(executor, **({"address": address} if executor == "ray" else {}))
+    try:
+        result = tune(
+            strategy, objective,
+            budget_calls=budget_calls, parallel=settings.parallel, calls_per_pull=settings.batch,
+            journal=run_dir / JOURNAL, resume=resume, progress=not quiet, executor=ex,
+            meta={"data": settings.data, "metric": settings.metric, "w": settings.w, "batch": settings.batch,
+                  "t_max": pipeline.t_max, "generator": generator.fingerprint()},
+        )
+    finally:
+        ex.close()
     t_tune = time.perf_counter() - t0
     best = result.best(min(top, len(space)))
 

@@ -144,6 +144,21 @@ class ReferencePipeline:
             "chunking_s": 0.0, "retrieval_s": 0.0, "similarity_s": 0.0, "spans_s": 0.0, "scoring_s": 0.0, "scored": 0,
         }
 
+    # In-memory caches hold loaded models (with locks): they are rebuilt, from the on-disk
+    # caches, where the pipeline is unpickled (e.g. in a Ray worker).
+    _TRANSIENT = ("_chunked", "_retrievers", "_compressors", "_generators", "_rankings", "_sims", "_norm_units",
+                  "_passage_hits", "_norm_lists", "_spans", "_qtokens")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+        state["_norm_passages"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        for name in self._TRANSIENT:
+            setattr(self, name, {})
+
     @classmethod
     def from_space(cls, corpus: Sequence[Passage] | Any, space: Any, **kwargs: Any) -> "ReferencePipeline":
         """A pipeline sized for ``space``: ``max_top_k`` = its largest ``top_k`` and
