@@ -101,15 +101,16 @@ def _bench_job(args: tuple[str, str, int, float, int, int]) -> dict[str, Any]:
     table = _table(bucket, seed)
     batch = _batch_for(table, budget, batch, max_pulls)
     run = run_replay(table, [parse_strategy_spec(spec)], [seed], budget=budget, batch=batch, progress=False)[0]
-    run.pop("regret_curve", None)
+    for bulky in ("regret_curve", "checkpoints", "best"):
+        run.pop(bulky, None)
     run["bucket"] = bucket
     run["batch"] = batch
     return run
 
 
-def _stop_job(args: tuple[str, int, int, bool, float]) -> dict[str, Any]:
-    """One stopping-rule run (cold or warm-started from a proxy), capped at the full grid's calls."""
-    bucket, seed, batch, warm, proxy_budget = args
+def _stop_job(args: tuple[str, int, int, bool, float, float]) -> dict[str, Any]:
+    """One stopping-rule run (cold or warm-started from a proxy), capped at ``cap`` of the grid's calls."""
+    bucket, seed, batch, warm, proxy_budget, cap = args
     table = _table(bucket, seed)
     truth = table.truth()
     options: dict[str, Any] = {"stop": True, "stop_epsilon": EPSILON, "stop_level": 0.95}
@@ -123,7 +124,8 @@ def _stop_job(args: tuple[str, int, int, bool, float]) -> dict[str, Any]:
         proxy_calls = res.calls_used
         options.update(warm_start=[{"config": r.config, "reward": r.reward} for r in res.records], warm_weight=0.25)
     s = make_strategy(OURS, table.space, seed=seed, **options)
-    res = tune(s, table.objective(batch=batch, seed=seed), budget_calls=table.grid_calls, calls_per_pull=batch)
+    res = tune(s, table.objective(batch=batch, seed=seed), budget_calls=max(batch, int(cap * table.grid_calls)),
+               calls_per_pull=batch)
     best = s.best(1)[0]
     return {
         "bucket": bucket, "seed": seed, "warm": warm,
@@ -298,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--buckets", default=None, help="comma-separated; default: easy,medium,hard + real tables found")
+    ap.add_argument("--stop-cap", type=float, default=1.0,
+                    help="stopping-rule runs end here (share of grid calls) if the rule has not fired")
     ap.add_argument("--skip-stop", action="store_true")
     ap.add_argument("--skip-transfer", action="store_true")
     ap.add_argument("--quick", action="store_true", help="no TPE, no transfer (smoke run)")
@@ -320,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_stop:
             synth = [b for b in buckets if b in DIFFICULTIES]
             warm_flags = (False,) if (args.skip_transfer or args.quick) else (False, True)
-            stop_jobs = [(b, seed, args.batch, warm, 0.2) for b in synth for seed in seeds for warm in warm_flags]
+            stop_jobs = [(b, seed, args.batch, warm, 0.2, args.stop_cap) for b in synth for seed in seeds for warm in warm_flags]
             stop_runs = pool.map(_stop_job, stop_jobs, chunksize=1)
         fixed_warm: list[dict[str, Any]] = []
         if not (args.skip_transfer or args.quick):
@@ -357,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     for g in goal_rows:
         print(f"  [{'met' if g['met'] else 'MISSED'}] {g['goal']}: {g['value']:.4f} vs {g['target']:.4f}")
     if stop_summary:
-        print("\nstopping rule (structured-tt:stop=true, epsilon=0.01, level=0.95; capped at 100% of grid calls):")
+        print(f"\nstopping rule (structured-tt:stop=true, epsilon=0.01, level=0.95; capped at {100 * args.stop_cap:.0f}% of grid calls):")
         for k, v in stop_summary.items():
             print(f"  {k:<14} median share of grid calls {100 * v['median_calls_share']:5.1f}%  stopped {100 * v['stopped']:.0f}%"
                   f"  within 0.01 {100 * v['within_epsilon']:.0f}%  mean regret {v['mean_simple_regret']:.4f}"
