@@ -45,7 +45,7 @@ def default_run(tmp_path_factory):
 @pytest.mark.slow
 def test_default_run_prints_best_and_writes_the_run_folder(default_run):
     out, stdout = default_run
-    assert "best configurations (hier-ucb, mean reward with 95% interval):" in stdout
+    assert "best configurations (structured-tt, mean reward with 95% interval):" in stdout
     assert "grid search's best:" in stdout and "simple regret" in stdout and f"run folder: {out}" in stdout
     assert {p.name for p in out.iterdir()} >= {
         "run.json", "journal.jsonl", "grid.csv", "grid.json", "regret.csv", "summary.json", "regret.png", "pulls.png",
