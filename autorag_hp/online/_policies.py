@@ -21,6 +21,8 @@ from autorag_hp.online._stats import ArmTable, JointTable, StatsRule
 from autorag_hp.space import SearchSpace
 from autorag_hp.strategies._policies import Thompson, UCB
 from autorag_hp.strategies._sampling import LazyPermutation
+from autorag_hp.strategies.flat import FlatTSOptions as TSOptions
+from autorag_hp.strategies.flat import FlatUCBOptions  # the offline options, shared
 
 __all__ = ["OnlinePolicy", "Rng", "make_policy", "list_online_strategies"]
 
@@ -110,27 +112,6 @@ class HierUCBOptions:
     def __post_init__(self) -> None:
         for f in ("alpha_upper", "alpha_lower"):
             _check_nonneg(f, getattr(self, f))
-
-
-@dataclass(frozen=True)
-class FlatUCBOptions:
-    """UCB1 exploration weight."""
-
-    alpha: float = 1.0
-
-    def __post_init__(self) -> None:
-        _check_nonneg("alpha", self.alpha)
-
-
-@dataclass(frozen=True)
-class TSOptions:
-    """``posterior``: "gaussian" (any reward) or "beta" (rewards in [0, 1])."""
-
-    posterior: Literal["gaussian", "beta"] = "gaussian"
-    prior_strength: float = 1.0
-
-    def __post_init__(self) -> None:
-        Thompson(self.posterior, self.prior_strength)  # validates both
 
 
 @dataclass(frozen=True)
