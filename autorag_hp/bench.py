@@ -33,20 +33,24 @@ class StrategySpec:
         return self.label or self.name
 
 
+def parse_key_value(item: str, *, what: str) -> tuple[str, Any]:
+    """``key=value`` -> (key, value), the value parsed as JSON where it can be (else a string)."""
+    key, eq, value = item.partition("=")
+    key = key.strip()
+    if not eq or not key:
+        raise ValueError(f"{what}: {item!r} must look like key=value")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
 def parse_strategy_spec(text: str) -> StrategySpec:
     """``name`` or ``name:key=value:key=value`` (values parsed as JSON where they can be)."""
     parts = [p for p in text.strip().split(":") if p]
     if not parts:
         raise ValueError(f"strategy spec must not be empty, got {text!r}")
-    options: dict[str, Any] = {}
-    for part in parts[1:]:
-        key, eq, value = part.partition("=")
-        if not eq or not key:
-            raise ValueError(f"strategy spec {text!r}: option {part!r} must look like key=value")
-        try:
-            options[key] = json.loads(value)
-        except ValueError:
-            options[key] = value
+    options = dict(parse_key_value(part, what=f"strategy spec {text!r}: option") for part in parts[1:])
     return StrategySpec(parts[0], options, text.strip())
 
 

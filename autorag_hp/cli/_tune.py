@@ -137,17 +137,10 @@ def parse_budget(text: Any) -> tuple[str, float]:
 
 
 def _parse_options(items: Sequence[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or ():
-        key, eq, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not eq or not key:
-            raise ValueError(f"--generator-option must look like KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
+    from autorag_hp.bench import parse_key_value
+
+    pairs = (parse_key_value(item, what="--generator-option") for item in items or ())
+    return {key.replace("-", "_"): value for key, value in pairs}
 
 
 def _settings_from_args(args: argparse.Namespace) -> TuneSettings:
