@@ -106,3 +106,19 @@ def test_suite_on_ray_equals_processes(ray_executor, tmp_path):
     b = run_suite(suite, strategies=["hier-ts"], workers=2, executor="ray", progress=False)
     key = lambda rs: sorted((r["seed"], r["simple_regret"], r["cumulative_regret"]) for r in rs)  # noqa: E731
     assert key(a["runs"]) == key(b["runs"])
+
+
+def test_grid_in_parts_on_ray_equals_the_sequential_grid(ray_executor):
+    from autorag_hp.cli._grid import run_grid_parts
+    from autorag_hp.pipeline import ReferencePipeline, load_default_dataset, run_grid
+
+    dataset = load_default_dataset()
+    space = SearchSpace({"chunk_size": [64, 128], "embedder": ["bm25"], "top_k": [1, 3], "compression": [0.5, 1.0]})
+    pipeline = ReferencePipeline.from_space(dataset, space, cache_dir=None)
+    sequential = run_grid(pipeline, dataset, space, t_max=pipeline.t_max)
+    parts = run_grid_parts(pipeline, dataset, space, metric="answer_in_context", w=0.9, t_max=None, executor="ray")
+    assert parts.extra["parts"] == 2 and len(parts) == len(sequential) == 8 * len(dataset.questions)
+    for name, col in sequential.columns.items():
+        if name == "latency_s":  # wall time, differs run to run
+            continue
+        np.testing.assert_array_equal(parts.columns[name], col, err_msg=name)

@@ -31,7 +31,48 @@ def add_parser(sub) -> None:
     p.add_argument("--tokenizer", default="cl100k_base", help="tokenizer for chunk sizes and prompt tokens")
     p.add_argument("--cache", default=None, help="cache folder (default: $AUTORAG_HP_CACHE or ~/.cache/autorag_hp)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, only the output path")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="ray: evaluate the grid in parts (one per value of the space's first parameter) as Ray tasks")
+    p.add_argument("--address", default=None, help="with --executor ray: cluster address (default: a local Ray)")
     p.set_defaults(func=run)
+
+
+def _grid_part(task):
+    """One Ray task: the grid of a sub-space (the first parameter fixed to one value)."""
+    from autorag_hp.pipeline import run_grid
+
+    pipeline, dataset, sub_space, metric, w, t_max = task
+    return run_grid(pipeline, dataset, sub_space, metric=metric, w=w, t_max=t_max)
+
+
+def run_grid_parts(pipeline, dataset, space, *, metric, w, t_max, executor="ray", address=None):
+    """The full grid evaluated in parts by ``map_cells`` and merged in configuration order.
+
+    No shared work is lost when the split parameter is the chunk size (the default space's
+    first knob): each chunking is embedded and retrieved in exactly one part.
+    """
+    import numpy as np
+
+    from autorag_hp.executors._ray import map_cells
+    from autorag_hp.pipeline._grid import GridResult
+    from autorag_hp.space import SearchSpace
+
+    params = space.to_dict()["params"]
+    first = space.names[0]
+    t_max = pipeline.t_max if t_max is None else t_max
+    tasks = [(pipeline, dataset, SearchSpace({**params, first: [v]}), metric, w, t_max) for v in params[first]]
+    parts = map_cells(_grid_part, tasks, executor=executor, address=address)
+    columns = {}
+    for part in parts:
+        local = part.columns["config_index"]
+        full = np.array([space.index(part.space.config(int(i))) for i in local], dtype=local.dtype)
+        for name, col in part.columns.items():
+            columns.setdefault(name, []).append(full if name == "config_index" else col)
+    merged = {name: np.concatenate(cols) for name, cols in columns.items()}
+    order = np.argsort(merged["config_index"], kind="stable")
+    merged = {name: col[order] for name, col in merged.items()}
+    return GridResult(space, merged, parts[0].metric, parts[0].w, parts[0].t_max,
+                      seconds=sum(p.seconds for p in parts), extra={"executor": executor, "parts": len(parts)})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,8 +89,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"grid: {len(space)} configurations x {len(dataset.questions)} questions "
               f"({len(dataset.corpus)} passages) from {args.data}")
-    result = run_grid(pipeline, dataset, space, out=Path(args.out), metric=args.metric, w=args.w,
-                      t_max=args.t_max, progress=not args.quiet)
+    if getattr(args, "executor", "local") == "ray":
+        result = run_grid_parts(pipeline, dataset, space, metric=args.metric, w=args.w, t_max=args.t_max,
+                                executor="ray", address=args.address)
+        result.to_csv(Path(args.out))
+    else:
+        result = run_grid(pipeline, dataset, space, out=Path(args.out), metric=args.metric, w=args.w,
+                          t_max=args.t_max, progress=not args.quiet)
     if not args.quiet:
         print(f"done in {result.seconds:.1f} s; best configurations (mean reward):")
         for cfg, value in result.best(5):
