@@ -19,6 +19,7 @@ import numpy as np
 
 from autorag_hp.online._stats import ArmTable, JointTable, StatsRule
 from autorag_hp.space import SearchSpace
+from autorag_hp.strategies._base import build_options
 from autorag_hp.strategies._policies import Thompson, UCB
 from autorag_hp.strategies._sampling import LazyPermutation
 from autorag_hp.strategies.flat import FlatTSOptions as TSOptions
@@ -126,15 +127,10 @@ class OnlinePolicy(abc.ABC):
     Options: ClassVar[type] = NoOptions
 
     def __init__(self, space: SearchSpace, rule: StatsRule, **options: Any) -> None:
-        fields = {f.name for f in dataclasses.fields(self.Options)}
-        unknown = sorted(set(options) - fields)
-        if unknown:
-            raise ValueError(
-                f"strategy {self.name!r}: unknown option {unknown[0]!r}; known options: {sorted(fields)}"
-            )
+        options_obj = build_options(self.name, self.Options, options)
         self.space = space
         self.rule = rule
-        self.options = self.Options(**options)
+        self.options = options_obj
         self.joint = JointTable(rule)
 
     def check_reward(self, reward: float) -> None:

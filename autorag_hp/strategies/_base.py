@@ -48,6 +48,15 @@ class Options:
     """Base for each strategy's options; subclasses add fields and validate in ``__post_init__``."""
 
 
+def build_options(strategy: str, options_cls: type, options: dict[str, Any]) -> Any:
+    """``options_cls(**options)``, with unknown names rejected by a message listing the known ones."""
+    fields = {f.name for f in dataclasses.fields(options_cls)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ValueError(f"strategy {strategy!r}: unknown option {unknown[0]!r}; known options: {sorted(fields)}")
+    return options_cls(**options)
+
+
 def argmax_random(values: np.ndarray, rng: np.random.Generator) -> int:
     """Index of the maximum, ties broken uniformly at random by ``rng``."""
     m = values.max()
@@ -115,15 +124,10 @@ class Strategy(abc.ABC):
             raise ValueError(f"space must be a SearchSpace, got {type(space).__name__}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        fields = {f.name for f in dataclasses.fields(self.Options)}
-        unknown = sorted(set(options) - fields)
-        if unknown:
-            raise ValueError(
-                f"strategy {self.name!r}: unknown option {unknown[0]!r}; known options: {sorted(fields)}"
-            )
+        options_obj = build_options(self.name, self.Options, options)
         self.space = space
         self.seed = int(seed)
-        self.options = self.Options(**options)
+        self.options = options_obj
         self.rng = np.random.default_rng(self.seed)
         self.stats = JointStats()
         self.pending: Counter[Coords] = Counter()
