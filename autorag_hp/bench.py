@@ -58,6 +58,16 @@ def _checkpoints(n_pulls: int, k: int = 20) -> set[int]:
     return {max(1, round(n_pulls * (j + 1) / k)) for j in range(k)}
 
 
+def recommendation_metrics(strategy, truth) -> dict[str, Any]:
+    """Simple regret of ``best(1)`` and Recall@x of ``best(5)`` against the ground truth."""
+    top = strategy.best(5)
+    return {
+        "simple_regret": truth.regret(top[0].config),
+        **{f"recall@{x}": truth.recall_at([r.config for r in top], x) for x in RECALL_AT},
+        "best": [r.to_dict() for r in top],
+    }
+
+
 def run_one(table: ReplayTable, spec: StrategySpec, seed: int, *, budget: float, batch: int,
             parallel: int = 1, checkpoints: int = 20, executor=None) -> dict[str, Any]:
     """One strategy, one seed: curves and final metrics against the table's ground truth."""
@@ -73,19 +83,14 @@ def run_one(table: ReplayTable, spec: StrategySpec, seed: int, *, budget: float,
     def on_pull(rec) -> None:
         regrets.append(truth.best_value - truth.means[table.space.index(rec.config)])
         if len(regrets) in marks:
-            top = strategy.best(5)
-            curve.append({
-                "pull": len(regrets),
-                "calls_share": (len(regrets) * batch) / table.grid_calls,
-                "simple_regret": truth.regret(top[0].config),
-                **{f"recall@{x}": truth.recall_at([r.config for r in top], x) for x in RECALL_AT},
-            })
+            metrics = recommendation_metrics(strategy, truth)
+            del metrics["best"]
+            curve.append({"pull": len(regrets), "calls_share": (len(regrets) * batch) / table.grid_calls, **metrics})
 
     t0 = time.perf_counter()
     result = tune(strategy, objective, budget_calls=budget_calls, parallel=parallel, calls_per_pull=batch,
                   callback=on_pull, executor=executor)
     elapsed = time.perf_counter() - t0
-    top = strategy.best(5)
     cum = np.cumsum(regrets)
     return {
         "strategy": spec.display,
@@ -93,10 +98,8 @@ def run_one(table: ReplayTable, spec: StrategySpec, seed: int, *, budget: float,
         "pulls": len(result.records),
         "calls": result.calls_used,
         "calls_share": result.calls_used / table.grid_calls,
-        "simple_regret": truth.regret(top[0].config),
         "cumulative_regret": float(cum[-1]) if len(cum) else 0.0,
-        **{f"recall@{x}": truth.recall_at([r.config for r in top], x) for x in RECALL_AT},
-        "best": [r.to_dict() for r in top],
+        **recommendation_metrics(strategy, truth),
         "regret_curve": [float(x) for x in cum[:: max(1, len(cum) // 200)]],
         "checkpoints": curve,
         "seconds": elapsed,

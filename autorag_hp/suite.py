@@ -28,7 +28,15 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
-from autorag_hp.bench import RECALL_AT, StrategySpec, parse_strategy_spec, run_one, summarise, write_results
+from autorag_hp.bench import (
+    RECALL_AT,
+    StrategySpec,
+    parse_strategy_spec,
+    recommendation_metrics,
+    run_one,
+    summarise,
+    write_results,
+)
 from autorag_hp.replay import ReplayTable
 
 __all__ = [
@@ -369,16 +377,13 @@ def _downsample(curve: Sequence[float], step: int, batch: int, grid_calls: int) 
 
 def _snapshot(strategy, truth, regrets: Sequence[float], batch: int, grid_calls: int) -> dict[str, Any]:
     """The metrics :func:`autorag_hp.bench.run_one` reports, for the strategy's current state."""
-    top = strategy.best(5)
     pulls = len(regrets)
     return {
         "pulls": pulls,
         "calls": pulls * batch,
         "calls_share": pulls * batch / grid_calls,
-        "simple_regret": truth.regret(top[0].config),
         "cumulative_regret": float(np.cumsum(regrets)[-1]) if pulls else 0.0,  # as run_one sums
-        **{f"recall@{x}": truth.recall_at([r.config for r in top], x) for x in RECALL_AT},
-        "best": [r.to_dict() for r in top],
+        **recommendation_metrics(strategy, truth),
     }
 
 
