@@ -19,6 +19,17 @@ from autorag_hp.strategies import (
 
 __version__ = "0.1.0"
 
+_LAZY = {"Study": "autorag_hp.study", "StudyResult": "autorag_hp.study"}
+
+
+def __getattr__(name: str):
+    """``Study`` and ``StudyResult`` load on first use (the pipeline extras stay optional)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'autorag_hp' has no attribute {name!r}")
+
 __all__ = [
     "SearchSpace",
     "Strategy",
@@ -29,5 +40,7 @@ __all__ = [
     "register_strategy",
     "Objective",
     "Outcome",
+    "Study",
+    "StudyResult",
     "__version__",
 ]

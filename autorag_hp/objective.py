@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
-__all__ = ["Outcome", "Objective", "check_reward"]
+__all__ = ["Outcome", "Objective", "check_reward", "reward", "check_w", "check_t_max"]
 
 
 @dataclass(frozen=True)
@@ -45,3 +45,28 @@ def check_reward(reward: Any, *, name: str = "reward") -> float:
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {reward!r}")
     return value
+
+
+def check_w(w: Any, *, name: str = "w") -> float:
+    """The quality weight of :func:`reward` as a float; it must lie in [0, 1]."""
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= float(w) <= 1.0:
+        raise ValueError(f"{name} must be a number with 0 <= w <= 1, got {w!r}")
+    return float(w)
+
+
+def check_t_max(t_max: Any, *, name: str = "t_max") -> float:
+    """The token normaliser of :func:`reward` as a float; it must be a positive finite number."""
+    if isinstance(t_max, bool) or not isinstance(t_max, (int, float)) or not math.isfinite(t_max) or t_max <= 0:
+        raise ValueError(f"{name} must be a positive number of tokens, got {t_max!r}")
+    return float(t_max)
+
+
+def reward(quality: Any, tokens: Any, *, w: float, t_max: float) -> Any:
+    """``w * quality - (1 - w) * tokens / t_max`` (AutoRAG-HP, arXiv 2406.19251, eq. 1).
+
+    Works on floats and on numpy arrays alike; ``w`` and ``t_max`` are checked with
+    :func:`check_w` and :func:`check_t_max`.
+    """
+    w = check_w(w)
+    t_max = check_t_max(t_max)
+    return w * quality - (1.0 - w) * tokens / t_max

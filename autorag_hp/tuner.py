@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from autorag_hp._validation import check_positive_int
 from autorag_hp.executors import Executor, LocalExecutor
 from autorag_hp.journal import Journal, JournalError, read_journal
 from autorag_hp.objective import Objective, Outcome, check_reward
@@ -55,13 +56,6 @@ class TuneResult:
 
     def best(self, n: int = 1):
         return self.strategy.best(n)
-
-
-def _check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _replay(strategy: Strategy, header: Mapping[str, Any], pulls: list[dict[str, Any]], path: Path):
@@ -121,13 +115,16 @@ def tune(
 
     Each round asks ``parallel`` configurations (``ask_batch``), evaluates them on the
     executor, and tells the rewards in ask order. ``calls_per_pull`` (how many calls one
-    pull is expected to spend) sizes the last round so the budget is not overrun.
+    pull is expected to spend) sizes the last round so the budget is never overrun: when
+    what is left does not divide by it, an objective with ``limit_calls({pull: n})``
+    (e.g. :class:`~autorag_hp.pipeline.PipelineObjective`) spends the rest in a last,
+    smaller pull; any other objective stops after the last whole pull.
     With ``journal`` every pull is appended (fsync'd); ``resume=True`` replays it first.
     """
-    _check_positive_int("budget_calls", budget_calls, allow_none=True)
-    _check_positive_int("max_pulls", max_pulls, allow_none=True)
-    _check_positive_int("parallel", parallel)
-    _check_positive_int("calls_per_pull", calls_per_pull)
+    check_positive_int("budget_calls", budget_calls, allow_none=True)
+    check_positive_int("max_pulls", max_pulls, allow_none=True)
+    check_positive_int("parallel", parallel)
+    check_positive_int("calls_per_pull", calls_per_pull)
     if budget_calls is None and max_pulls is None:
         raise ValueError("give budget_calls or max_pulls (both None would never stop)")
     executor = executor or LocalExecutor()
@@ -156,13 +153,28 @@ def tune(
         bar = tqdm(total=total, initial=result.calls_used if budget_calls else len(result.records),
                    desc=f"tune {strategy.name}", unit="call" if budget_calls else "pull", dynamic_ncols=True)
 
+    can_trim = callable(getattr(objective, "limit_calls", None))
+
     def remaining_pulls() -> float:
         left = math.inf
         if max_pulls is not None:
             left = max_pulls - len(result.records)
         if budget_calls is not None:
-            left = min(left, math.ceil((budget_calls - result.calls_used) / calls_per_pull))
+            calls_left = budget_calls - result.calls_used
+            whole, rest = divmod(max(calls_left, 0), calls_per_pull)
+            left = min(left, whole + (1 if rest and can_trim else 0))
         return left
+
+    def limits(pulls: Sequence[int]) -> dict[int, int]:
+        """Pulls that must spend fewer than ``calls_per_pull`` calls to stay within the budget."""
+        if budget_calls is None or not can_trim:
+            return {}
+        out, calls_left = {}, budget_calls - result.calls_used
+        for p in pulls:
+            if calls_left < calls_per_pull:
+                out[p] = max(calls_left, 1)
+            calls_left -= calls_per_pull
+        return out
 
     try:
         rnd = result.records[-1].round + 1 if result.records else 0
@@ -184,7 +196,9 @@ def tune(
                 base = len(result.records)
                 batch = [(base + k, rnd, size, c) for k, c in enumerate(configs)]
                 rnd += 1
-            outcomes = executor.evaluate(objective, [b[3] for b in batch], [b[0] for b in batch])
+            trimmed = limits([b[0] for b in batch])
+            target = objective.limit_calls(trimmed) if trimmed else objective  # type: ignore[attr-defined]
+            outcomes = executor.evaluate(target, [b[3] for b in batch], [b[0] for b in batch])
             for (pull, r, size, config), out in zip(batch, outcomes):
                 if not isinstance(out, Outcome):
                     out = Outcome(reward=check_reward(out))

@@ -5,10 +5,14 @@ In process: suggest+feedback pairs per second and p50/p99 latency of a pair at 1
 same run. Over HTTP: `autorag-hp serve` with every feedback fsynced before it is
 acknowledged (group commit), driven over loopback by 1, 8 and 32 concurrent keep-alive
 clients from a separate process; a bare FastAPI app with two trivial endpoints is measured
-the same way for scale.
+the same way in the same run, and the ratios service/bare are printed. Batch clients
+(``--batch 32``: ``POST /suggest {"n": 32}`` then one ``POST /feedback`` with a list of 32)
+are measured against unbatched clients at the same concurrency. ``--profile`` runs the
+server under cProfile and prints where its CPU goes.
 
     python benchmarks/online_benchmark.py                 # everything, JSON to bench_out/
     python benchmarks/online_benchmark.py --skip-http     # in-process part only
+    python benchmarks/online_benchmark.py --skip-inprocess --clients 1,8 --batch 32
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -136,9 +141,18 @@ async def _read(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
-async def _client(port: int, t_start: float, t_stop: float, pair_lat: list, req_lat: list, errors: list) -> None:
+def _post(path: bytes, payload: bytes) -> bytes:
+    return (b"POST %s HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (path, len(payload), payload))
+
+
+async def _client(port: int, t_start: float, t_stop: float, pair_lat: list, req_lat: list, errors: list,
+                  batch: int = 1) -> None:
+    """One keep-alive connection doing suggest -> feedback pairs; with ``batch`` > 1 each round trip
+    carries ``batch`` pairs (``pair_lat`` then gets one entry per pair, the batch's latency)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    sug = b"POST /suggest HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\n\r\n"
+    sug = b"POST /suggest HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\n\r\n" if batch == 1 else \
+        _post(b"/suggest", b'{"n":%d}' % batch)
     n = 0
     try:
         while True:
@@ -151,6 +165,21 @@ async def _client(port: int, t_start: float, t_stop: float, pair_lat: list, req_
             if status != 200:
                 errors.append(status)
                 break
+            if batch > 1:
+                ids = [s["id"] for s in json.loads(body)["suggestions"]]
+                payload = b"[" + b",".join(b'{"id":"%s","reward":%.3f}' % (i.encode(), ((n + k) % 9) / 8)
+                                            for k, i in enumerate(ids)) + b"]"
+                n += batch
+                writer.write(_post(b"/feedback", payload))
+                status, body = await _read(reader)
+                t2 = time.perf_counter()
+                if status != 200 or json.loads(body)["accepted"] != batch:
+                    errors.append(status)
+                    break
+                if t0 >= t_start:
+                    pair_lat.extend([t2 - t0] * batch)
+                    req_lat.extend((t1 - t0, t2 - t1))
+                continue
             sid = json.loads(body)["id"]
             payload = b'{"id":"%s","reward":%.3f}' % (sid.encode(), (n % 9) / 8)
             n += 1
@@ -168,7 +197,7 @@ async def _client(port: int, t_start: float, t_stop: float, pair_lat: list, req_
         writer.close()
 
 
-def drive(port: int, clients: int, seconds: float, warmup: float) -> dict:
+def drive(port: int, clients: int, seconds: float, warmup: float, batch: int = 1) -> dict:
     try:
         import uvloop
 
@@ -181,7 +210,7 @@ def drive(port: int, clients: int, seconds: float, warmup: float) -> dict:
 
     async def main() -> None:
         now = time.perf_counter()
-        await asyncio.gather(*(_client(port, now + warmup, now + warmup + seconds, pair_lat, req_lat, errors)
+        await asyncio.gather(*(_client(port, now + warmup, now + warmup + seconds, pair_lat, req_lat, errors, batch)
                                for _ in range(clients)))
 
     asyncio.run(main())
@@ -189,7 +218,7 @@ def drive(port: int, clients: int, seconds: float, warmup: float) -> dict:
         raise RuntimeError(f"server answered {errors[:5]}")
     us = [x * 1e6 for x in req_lat]
     pus = [x * 1e6 for x in pair_lat]
-    return {"clients": clients, "pairs": len(pair_lat), "pairs_per_s": round(len(pair_lat) / seconds, 1),
+    return {"clients": clients, "batch": batch, "pairs": len(pair_lat), "pairs_per_s": round(len(pair_lat) / seconds, 1),
             "request_p50_ms": round(pct(us, 50) / 1000, 3), "request_p99_ms": round(pct(us, 99) / 1000, 3),
             "pair_p50_ms": round(pct(pus, 50) / 1000, 3), "pair_p99_ms": round(pct(pus, 99) / 1000, 3)}
 
@@ -215,56 +244,198 @@ def _start(cmd: list[str], port_file: Path) -> tuple[subprocess.Popen, int]:
     return proc, int(port_file.read_text())
 
 
-def bench_http(levels: list[int], seconds: float, warmup: float, workdir: Path) -> dict:
+SERVE = "autorag-hp serve (fsync=always, group commit)"
+BARE = "bare FastAPI pair (no tuner, no journal)"
+
+
+def _measure(name: str, proc: subprocess.Popen, port: int, clients: int, seconds: float, warmup: float,
+             batch: int = 1) -> dict:
+    cpu0 = _cpu_seconds(proc.pid)
+    row = drive(port, clients, seconds, warmup, batch)
+    # CPU the server spent per pair (warm-up included): robust to other load on the machine
+    done = row["pairs"] * (seconds + warmup) / seconds
+    row["server_cpu_us_per_pair"] = round((_cpu_seconds(proc.pid) - cpu0) / max(done, 1) * 1e6, 1)
+    print(f"  {name:48s} clients={clients:3d} batch={batch:3d}  {row['pairs_per_s']:9.1f} pairs/s  "
+          f"request p50 {row['request_p50_ms']:.2f} ms  p99 {row['request_p99_ms']:.2f} ms  "
+          f"pair p99 {row['pair_p99_ms']:.2f} ms  server CPU {row['server_cpu_us_per_pair']:.0f} us/pair", flush=True)
+    return row
+
+
+def bench_http(levels: list[int], seconds: float, warmup: float, workdir: Path, *, batch: int = 0,
+               rounds: int = 1, profile: Path | None = None) -> dict:
+    """Service and bare app, measured alternately ``rounds`` times (so both see the same load);
+    the ratios compare figures of the same round."""
     import urllib.request
 
-    out: dict = {}
+    out: dict = {"rounds": []}
     space = workdir / "space.toml"
     space.write_text(SPACE_TOML)
     port_file = workdir / "port"
+    prefix = [sys.executable, "-m", "autorag_hp"] if profile is None else \
+        [sys.executable, str(Path(__file__).resolve()), "--serve-profiled", str(profile), "--"]
     servers = {
-        "autorag-hp serve (fsync=always, group commit)": [
-            sys.executable, "-m", "autorag_hp", "serve", "--space", str(space), "--journal", str(workdir / "run.jsonl"),
-            "--port", "0", "--port-file", str(port_file), "--fsync", "always"],
-        "bare FastAPI pair (no tuner, no journal)": [
-            sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(port_file)],
+        SERVE: [*prefix, "serve", "--space", str(space), "--journal", str(workdir / "run.jsonl"),
+                "--port", "0", "--port-file", str(port_file), "--fsync", "always"],
+        BARE: [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(port_file)],
     }
-    for name, cmd in servers.items():
-        proc, port = _start(cmd, port_file)
-        try:
-            rows = []
-            for c in levels:
-                cpu0 = _cpu_seconds(proc.pid)
-                row = drive(port, c, seconds, warmup)
-                # CPU the server spent per pair (warm-up included): robust to other load on the machine
-                done = row["pairs"] * (seconds + warmup) / seconds
-                row["server_cpu_us_per_pair"] = round((_cpu_seconds(proc.pid) - cpu0) / max(done, 1) * 1e6, 1)
-                rows.append(row)
-                print(f"  {name:48s} clients={c:3d}  {row['pairs_per_s']:8.1f} pairs/s  "
-                      f"request p50 {row['request_p50_ms']:.2f} ms  p99 {row['request_p99_ms']:.2f} ms  "
-                      f"pair p99 {row['pair_p99_ms']:.2f} ms  server CPU {row['server_cpu_us_per_pair']:.0f} us/pair", flush=True)
-            if "serve" in name:
-                stats = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/stats").read())
-                total_pairs = stats["feedback"]
-                j = stats["journal"]
-                out["journal"] = {"feedback": total_pairs, "records": 2 * total_pairs, "fsyncs": j["syncs"],
-                                  "records_per_fsync": round(2 * total_pairs / max(j["syncs"], 1), 1)}
-                print(f"  journal: {2 * total_pairs} records in {j['syncs']} fsyncs "
-                      f"({out['journal']['records_per_fsync']} records per fsync)")
-            out[name] = rows
-        finally:
-            proc.terminate()
-            proc.wait(30)
+    for r in range(rounds):
+        got: dict = {}
+        for name, cmd in servers.items():
+            if profile is not None and name == BARE:
+                continue
+            (workdir / "run.jsonl").unlink(missing_ok=True)
+            Path(str(workdir / "run.jsonl") + ".snapshot").unlink(missing_ok=True)
+            proc, port = _start(cmd, port_file)
+            try:
+                if profile is not None:  # profile the measured levels only, not start-up and warm-up
+                    drive(port, levels[0], warmup, 0.0)
+                    proc.send_signal(signal.SIGUSR1)
+                rows = [_measure(name, proc, port, c, seconds, warmup) for c in levels]
+                if batch > 1 and name == SERVE:
+                    rows.append(_measure(name, proc, port, 1, seconds, warmup, batch))
+                    if 8 in levels:
+                        rows.append(_measure(name, proc, port, 8, seconds, warmup, batch))
+                if name == SERVE:
+                    stats = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/stats").read())
+                    total_pairs = stats["feedback"]
+                    j = stats["journal"]
+                    got["journal"] = {"feedback": total_pairs, "fsyncs": j["syncs"],
+                                      "feedbacks_per_fsync": round(total_pairs / max(j["syncs"], 1), 1)}
+                    print(f"  journal: {total_pairs} feedbacks in {j['syncs']} fsyncs "
+                          f"({got['journal']['feedbacks_per_fsync']} per fsync)")
+                got[name] = rows
+                if profile is not None:
+                    profile.unlink(missing_ok=True)
+                    proc.send_signal(signal.SIGUSR2)
+                    deadline = time.monotonic() + 60
+                    while not profile.exists() and time.monotonic() < deadline:
+                        time.sleep(0.1)
+            finally:
+                proc.terminate()
+                proc.wait(30)
+        got["ratios"] = _ratios(got)
+        for k, v in got["ratios"].items():
+            print(f"  round {r + 1}: {k} = {v}")
+        out["rounds"].append(got)
+    if profile is not None:
+        out["profile"] = _profile_summary(profile)
     return out
 
 
+def _ratios(got: dict) -> dict:
+    ratios: dict = {}
+    serve = {(x["clients"], x["batch"]): x for x in got.get(SERVE, [])}
+    bare = {(x["clients"], x["batch"]): x for x in got.get(BARE, [])}
+    for (c, b), row in serve.items():
+        if b == 1 and (c, 1) in bare:
+            ratios[f"service/bare pairs/s, {c} clients"] = round(row["pairs_per_s"] / bare[(c, 1)]["pairs_per_s"], 3)
+            ratios[f"service pair p99 ms, {c} clients"] = row["pair_p99_ms"]
+        if b > 1 and (c, 1) in serve:
+            ratios[f"batch {b}/unbatched pairs/s, {c} clients"] = round(row["pairs_per_s"] / serve[(c, 1)]["pairs_per_s"], 2)
+    return ratios
+
+
+_PARTS = [  # (part, substrings of the file path), first match wins
+    ("HTTP server (uvicorn, httptools, asyncio)", ("uvicorn", "httptools", "asyncio", "uvloop", "h11")),
+    ("FastAPI / Starlette / pydantic", ("fastapi", "starlette", "pydantic")),
+    ("service layer (online/_service.py)", ("online/_service.py",)),
+    ("journal (online/_persistence.py)", ("online/_persistence.py",)),
+    ("tuner bookkeeping (online/_tuner.py)", ("online/_tuner.py",)),
+    ("strategy (strategies/; before the move online/_policies.py, _stats.py, random)",
+     ("strategies/", "online/_policies.py", "online/_stats.py", "/random.py")),
+    ("search space (space.py)", ("autorag_hp/space.py",)),
+    ("numpy", ("numpy",)),
+    ("JSON", ("json", "orjson")),
+]
+
+
+def _part(file: str) -> str | None:
+    for name, keys in _PARTS:
+        if any(k in file for k in keys):
+            return name
+    return None
+
+
+def _profile_summary(path: Path, top: int = 15) -> dict:
+    """Where the server's event-loop thread spends its CPU, by part of the stack and by function.
+
+    Built-in functions (file ``~``) are charged to the part of their callers, in proportion to
+    the time each caller spent in them; the event loop's own time (waiting in epoll) is left out.
+    """
+    import pstats
+
+    st = pstats.Stats(str(path))
+    parts: dict[str, float] = {}
+    funcs = []
+    for (file, line, fn), (cc, nc, tt, ct, callers) in st.stats.items():
+        if fn in ("run", "run_forever", "run_until_complete") and "asyncio" in file or \
+                fn.startswith(("<method 'run_forever'", "<built-in method select.epoll", "<method 'run' of 'uvloop")):
+            continue  # the event loop's own time: waiting for the network
+        part = _part(file)
+        if part is None and file == "~" and callers:
+            total_c = sum(v[2] for v in callers.values()) or 1.0
+            for (cfile, _, _), v in callers.items():
+                p = _part(cfile) or "other"
+                parts[p] = parts.get(p, 0.0) + tt * v[2] / total_c
+        else:
+            parts[part or "other"] = parts.get(part or "other", 0.0) + tt
+        where = f"{Path(file).name}:{line}({fn})" if line else fn
+        funcs.append((tt, nc, where))
+    total = sum(parts.values()) or 1.0
+    print("  profile (event-loop thread, measured levels only; share of its busy CPU):")
+    out_parts = {k: round(v / total, 3) for k, v in sorted(parts.items(), key=lambda kv: -kv[1])}
+    for k, v in out_parts.items():
+        print(f"    {v:6.1%}  {k}")
+    out_funcs = []
+    for tt, nc, where in sorted(funcs, reverse=True)[:top]:
+        out_funcs.append({"function": where, "own_share": round(tt / total, 3), "calls": nc})
+        print(f"    {tt / total:6.1%}  {nc:9d}  {where}")
+    return {"parts": out_parts, "top_functions": out_funcs}
+
+
+def serve_profiled(profile: str, argv: list[str]) -> int:
+    """`autorag-hp serve` with cProfile on the event-loop thread: SIGUSR1 starts, SIGUSR2 stops and writes."""
+    import cProfile
+
+    from autorag_hp.cli import main as cli_main
+
+    prof = cProfile.Profile()
+    signal.signal(signal.SIGUSR1, lambda *_: prof.enable())
+
+    def stop(*_: object) -> None:
+        prof.disable()
+        prof.dump_stats(profile + ".tmp")
+        os.replace(profile + ".tmp", profile)
+
+    signal.signal(signal.SIGUSR2, stop)
+    return cli_main(argv)
+
+
+def _code_state() -> dict:
+    """Which code was measured: the commit, whether the tree had local changes, and whether the
+    online engine still had its own policies (online/_policies.py) or used the offline strategies."""
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "--short", "HEAD"), "local_changes": bool(git("status", "--porcelain")),
+            "online_policies_module": (ROOT / "autorag_hp" / "online" / "_policies.py").exists()}
+
+
 def main() -> int:
+    if len(sys.argv) > 3 and sys.argv[1] == "--serve-profiled":
+        return serve_profiled(sys.argv[2], sys.argv[4:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=5_000, help="in-process pairs per autorag-hp strategy")
     ap.add_argument("--optuna-pairs", type=int, default=1_000, help="pairs for Optuna (TPE slows as trials grow)")
     ap.add_argument("--seconds", type=float, default=6.0, help="measured seconds per HTTP concurrency level")
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--clients", default="1,8,32")
+    ap.add_argument("--batch", type=int, default=32, help="also measure batching clients (1 and 8 of them); 0: no")
+    ap.add_argument("--rounds", type=int, default=1, help="alternate service and bare app this many times")
+    ap.add_argument("--profile", metavar="FILE", help="run the server under cProfile, write its stats here "
+                    "and print the top functions (the bare app is skipped)")
     ap.add_argument("--skip-http", action="store_true")
     ap.add_argument("--skip-inprocess", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "bench_out" / "online_benchmark.json"))
@@ -275,7 +446,7 @@ def main() -> int:
         return 0
     result: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                                 "loadavg_at_start": os.getloadavg()},
-                    "command": " ".join(sys.argv)}
+                    "command": " ".join(sys.argv), "code": _code_state()}
     if not args.skip_inprocess:
         rows = []
         for size in (1_000, 100_000):
@@ -294,7 +465,9 @@ def main() -> int:
     if not args.skip_http:
         levels = [int(c) for c in args.clients.split(",")]
         with tempfile.TemporaryDirectory() as d:
-            result["http"] = bench_http(levels, args.seconds, args.warmup, Path(d))
+            result["http"] = bench_http(levels, args.seconds, args.warmup, Path(d), batch=args.batch,
+                                        rounds=args.rounds, profile=None if args.profile is None else Path(args.profile))
+        result["machine"]["loadavg_at_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

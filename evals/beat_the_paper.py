@@ -39,11 +39,9 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autorag_hp.bench import parse_strategy_spec, run_one, run_replay  # noqa: E402
-from autorag_hp.replay import ReplayTable  # noqa: E402
+from autorag_hp.bench import DIFFICULTIES, ReplayTable, make_proxy, make_surface, run_one, run_replay  # noqa: E402
 from autorag_hp.space import SearchSpace  # noqa: E402
-from autorag_hp.strategies import make_strategy  # noqa: E402
-from autorag_hp.synthetic import DIFFICULTIES, make_proxy, make_surface  # noqa: E402
+from autorag_hp.strategies import make_strategy, parse_strategy_spec  # noqa: E402
 from autorag_hp.tuner import tune  # noqa: E402
 
 OURS = "structured-tt"

@@ -28,6 +28,7 @@ MODES = ("model", "echo", "slow", "garbage", "badshape", "error", "flaky", "rate
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: without this, keep-alive clients wait 40 ms
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
@@ -102,7 +103,7 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "model":
             text, prompt_tokens, completion_tokens = srv.complete(messages, max_tokens)
         else:
-            text, prompt_tokens, completion_tokens = "Paris", sum(len(m["content"].split()) for m in messages), 1
+            text, prompt_tokens, completion_tokens = srv.reply, sum(len(m["content"].split()) for m in messages), 1
         with srv.lock:
             srv.chat_answers += 1
         self._json(200, {
@@ -125,12 +126,14 @@ class ChatServer:
     """An OpenAI-compatible server on 127.0.0.1 that stops by itself after ``lifetime_s``."""
 
     def __init__(self, *, mode: str = "echo", lifetime_s: float = 60.0, delay_s: float = 5.0,
-                 fail_first: int = 2, api_key: str | None = None, model_name: str = "smollm2-135m-instruct"):
+                 fail_first: int = 2, api_key: str | None = None, model_name: str = "smollm2-135m-instruct",
+                 reply: str = "Paris"):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.httpd = _Server(("127.0.0.1", 0), _Handler)
         s = self.httpd
         s.mode, s.delay_s, s.fail_first, s.api_key, s.model_name = mode, delay_s, fail_first, api_key, model_name
+        s.reply = reply  # the canned answer of every mode but model
         s.lock = threading.Lock()
         s.gen_lock = threading.Lock()
         s.requests = 0

@@ -13,7 +13,7 @@ ray = pytest.importorskip("ray")
 
 from autorag_hp.executors import LocalExecutor, make_executor  # noqa: E402
 from autorag_hp.executors._ray import RayExecutor, map_cells  # noqa: E402
-from autorag_hp.replay import ReplayTable  # noqa: E402
+from autorag_hp.bench import ReplayTable  # noqa: E402
 from autorag_hp.space import SearchSpace  # noqa: E402
 from autorag_hp.strategies import make_strategy  # noqa: E402
 from autorag_hp.tuner import tune  # noqa: E402
@@ -98,7 +98,7 @@ def test_map_cells_rejects_unknown_executor():
 
 
 def test_suite_on_ray_equals_processes(ray_executor, tmp_path):
-    from autorag_hp.suite import SuiteSpec, TableSpec, run_suite
+    from autorag_hp.bench import SuiteSpec, TableSpec, run_suite
 
     tables = (TableSpec(name="hard", source="synthetic", bucket="hard", difficulty="hard", n_questions=8),)
     suite = SuiteSpec(name="tiny", tables=tables, budgets=(0.2,), seeds=2, max_pulls=40, root=str(tmp_path))

@@ -113,7 +113,7 @@ def test_openai_settings_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("AUTORAG_HP_OPENAI_API_KEY", "sk-test")
     g = OpenAIGenerator(cache_dir=tmp_path)
     assert g.url == "https://example.invalid/api/v2/chat/completions" and g.model == "specific"
-    assert g._request(b"{}").get_header("Authorization") == "Bearer sk-test"
+    assert g._client.api_key == "sk-test" and str(g._client.base_url).rstrip("/") == g.base_url
     assert OpenAIGenerator(model="explicit", cache_dir=tmp_path).model == "explicit"
     with pytest.raises(ValueError, match=r"base_url must be an http:// or https:// URL .*'ftp://x'"):
         OpenAIGenerator(base_url="ftp://x", model="m", cache_dir=tmp_path)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from autorag_hp import SearchSpace, make_strategy
+from autorag_hp.strategies._base import argmax_random
 
 
 def reward(cfg):
@@ -40,7 +41,7 @@ def test_hier_ucb_follows_the_paper_step_by_step(alphas, seed):
             changed = [p for p in ("a", "b") if cfg[p] != prev[p]]
             assert len(changed) <= 1, f"step {step}: more than one group moved: {prev} -> {cfg}"
         # Which group did the upper level pick? Recover it from the strategy's own record.
-        (g_idx, arm), = list(s._asked[space.coords(cfg)])[-1:]
+        (g_idx, arm), = list(s.pending[space.coords(cfg)])[-1:]
         g = ("a", "b")[g_idx]
         value = space.values(g)[arm]
         assert cfg[g] == value
@@ -67,10 +68,10 @@ def test_hier_ucb_hand_worked_scores():
     space = SearchSpace({"a": [1, 2], "b": [1, 2, 3]})
     s = make_strategy("hier-ucb", space, seed=0, alpha_upper=1.0, alpha_lower=1.0)
     # Upper: a pulled 2x (mean 0.5), b pulled 1x (mean 0.9) -> t = 3
-    s.upper.n[:] = [2, 1]; s.upper.sum[:] = [1.0, 0.9]
+    s.upper.n[:] = [2, 1]; s.upper.sum[:] = [1.0, 0.9]; s.upper.clock = 3.0  # clock: the bandit's t
     # UCB(a) = 0.5 + sqrt(ln 3 / 2) = 1.24119; UCB(b) = 0.9 + sqrt(ln 3 / 1) = 1.94814 -> b
     # Lower for b: values 1,2 pulled once (0.9, 0.2), value 3 untried -> 3 (untried first)
-    s.lower[1].n[:] = [1, 1, 0]; s.lower[1].sum[:] = [0.9, 0.2, 0.0]
+    s.lower[1].n[:] = [1, 1, 0]; s.lower[1].sum[:] = [0.9, 0.2, 0.0]; s.lower[1].clock = 2.0
     s.current = [0, 0]
     assert s.ask() == {"a": 1, "b": 3}
     s.tell({"a": 1, "b": 3}, 0.4)
@@ -125,7 +126,43 @@ def test_best_shrinks_toward_group_estimates():
     assert recs[0].config == {"a": 2, "b": 2}
     # A configuration's estimate lies between its own mean and its group-level prior.
     for r in recs:
-        own = s.stats.table[space.coords(r.config)]
+        own = s.stats.row(space.coords(r.config))
         own_mean = own[1] / own[0]
         prior = s._prior(space.coords(r.config))
         assert min(own_mean, prior) - 1e-12 <= r.mean <= max(own_mean, prior) + 1e-12
+
+
+@pytest.mark.parametrize("rule", [None, "discounted(0.7)", "window(5)"])
+def test_small_table_fast_paths_equal_the_numpy_rules(rule):
+    """UCB and Gaussian Thompson run in plain Python on <= 64 arms: same draws, same arm, same values."""
+    from autorag_hp.strategies._policies import ArmSet, Thompson, UCB
+
+    gen = np.random.default_rng(1)
+    for trial in range(200):
+        k = int(gen.integers(1, 12))
+        arms = ArmSet(k, rule)
+        for _ in range(int(gen.integers(0, 30))):
+            arms.decay()
+            arms.update(int(gen.integers(k)), float(gen.normal(0.5, 0.3)), was_pending=False)
+        arms.pending[:] = gen.integers(0, 2, k) * (gen.random(k) < 0.3)
+        for policy in (UCB(alpha=float(gen.uniform(0, 2))), Thompson(prior_strength=float(gen.uniform(0.5, 3)))):
+            fast, slow = np.random.default_rng(trial), np.random.default_rng(trial)
+            picked = policy.select(arms, fast)
+            if isinstance(policy, UCB):
+                small = policy._select_small(arms, np.random.default_rng(trial))
+                assert small is None or small == picked
+                n_eff = arms.n + arms.pending
+                if (n_eff == 0).any():
+                    expected = argmax_random((n_eff == 0).astype(float), slow)
+                else:
+                    q = np.where(arms.n > 0, arms.means(), arms.means()[arms.n > 0].mean() if (arms.n > 0).any() else 0.0)
+                    expected = argmax_random(q + policy.alpha * np.sqrt(math.log(arms.clock + arms.pending.sum()) / n_eff), slow)
+            else:
+                if ((arms.n + arms.pending) == 0).any():
+                    expected = argmax_random(((arms.n + arms.pending) == 0).astype(float), slow)
+                else:
+                    draws = policy.sample(arms, slow)
+                    assert policy._sample_small(arms, np.random.default_rng(trial)) == draws.tolist()
+                    expected = argmax_random(draws, slow)
+            assert picked == expected
+            assert fast.random() == slow.random()  # the same number of draws

@@ -8,7 +8,7 @@ HEAVY = ["torch", "faiss", "transformers", "sentence_transformers", "optuna", "r
 
 def test_core_import_is_light():
     code = (
-        "import sys, autorag_hp, autorag_hp.tuner, autorag_hp.bench, autorag_hp.replay, autorag_hp.journal; "
+        "import sys, autorag_hp, autorag_hp.tuner, autorag_hp.bench, autorag_hp.journal; "
         "from autorag_hp import make_strategy, SearchSpace, list_strategies; "
         "s = SearchSpace({'a': [1, 2]}); [make_strategy(n, s) for n in list_strategies() if n != 'tpe']; "
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"

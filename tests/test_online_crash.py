@@ -1,5 +1,6 @@
 """A server under load killed with SIGKILL again and again loses no acknowledged feedback
-and counts none twice; the real `autorag-hp serve` process starts, serves and stops."""
+and counts none twice, with single and with batch requests; the real `autorag-hp serve`
+process starts, serves and stops."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ compression = [0.25, 0.5, 1.0]
 retrieval = ["top_k", "embedder"]
 """
 
-KILLS = 22
+KILLS = {"single": 22, "batch": 12}
 
 
 def _serve_child(argv: list[str]) -> None:
@@ -56,7 +57,7 @@ def _wait_port(port_file: Path, proc, timeout: float = 60.0) -> int:
     raise TimeoutError("server did not start listening")
 
 
-def _request(conn: http.client.HTTPConnection, method: str, path: str, body: dict | None = None,
+def _request(conn: http.client.HTTPConnection, method: str, path: str, body: dict | list | None = None,
              token: str | None = None) -> tuple[int, dict]:
     headers = {"content-type": "application/json"}
     if token:
@@ -73,7 +74,8 @@ def _journal_feedback(path: Path) -> list[tuple[str, float]]:
     return [(r["id"], r["reward"]) for r in records if r.get("type") == "feedback"]
 
 
-def test_sigkill_under_load_loses_and_doubles_nothing(tmp_path):
+@pytest.mark.parametrize("mode", ["single", "batch"])
+def test_sigkill_under_load_loses_and_doubles_nothing(tmp_path, mode):
     space = tmp_path / "space.toml"
     space.write_text(SPACE_TOML)
     journal = tmp_path / "run.jsonl"
@@ -106,6 +108,14 @@ def test_sigkill_under_load_loses_and_doubles_nothing(tmp_path):
         assert st["feedback"] == len(recorded), (st["feedback"], len(recorded))
         assert st["reward_sum"] == pytest.approx(sum(recorded_map.values()), abs=1e-9)
         # clients retry what they are unsure about: counted at most once
+        if mode == "batch" and in_doubt:
+            retry = sorted(in_doubt.items())
+            status, body = _request(conn, "POST", "/feedback", [{"id": i, "reward": r} for i, r in retry])
+            assert status == 200, body
+            for (sid, r), res in zip(retry, body["results"]):
+                assert res["status"] == (409 if sid in recorded_map else 200), (sid, res)
+                acked[sid] = r
+                del in_doubt[sid]
         for sid, r in list(in_doubt.items()):
             status, body = _request(conn, "POST", "/feedback", {"id": sid, "reward": r})
             assert status == (409 if sid in recorded_map else 200), (sid, status, body)
@@ -122,6 +132,19 @@ def test_sigkill_under_load_loses_and_doubles_nothing(tmp_path):
         local = random.Random(seed)
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            while mode == "batch" and not stop.is_set():
+                k = local.randint(1, 8)
+                status, got = _request(conn, "POST", "/suggest", {"n": k})
+                assert status == 200 and len(got["suggestions"]) == k, got
+                items = [{"id": s["id"], "reward": local.randrange(9) / 8} for s in got["suggestions"]]
+                with lock:
+                    in_doubt.update((x["id"], x["reward"]) for x in items)
+                status, body = _request(conn, "POST", "/feedback", items)
+                assert status == 200 and body["accepted"] == k, body
+                with lock:
+                    for x in items:
+                        del in_doubt[x["id"]]
+                        acked[x["id"]] = x["reward"]
             while not stop.is_set():
                 status, s = _request(conn, "POST", "/suggest")
                 assert status == 200, s
@@ -139,7 +162,7 @@ def test_sigkill_under_load_loses_and_doubles_nothing(tmp_path):
     kills = 0
     proc, port = start()
     try:
-        while kills < KILLS:
+        while kills < KILLS[mode]:
             verify(port)
             stop = threading.Event()
             threads = [threading.Thread(target=client, args=(port, stop, 1000 * kills + k)) for k in range(4)]
@@ -155,7 +178,7 @@ def test_sigkill_under_load_loses_and_doubles_nothing(tmp_path):
             assert not any(t.is_alive() for t in threads)
             proc, port = start()
         verify(port)
-        assert len(acked) > 20 * KILLS  # the kills really hit a loaded server
+        assert len(acked) > 20 * KILLS[mode]  # the kills really hit a loaded server
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         assert _request(conn, "GET", "/stats")[1]["journal"]["restored_from_snapshot"]
         conn.close()

@@ -117,7 +117,7 @@ def _state(tuner: OnlineTuner, path) -> tuple:
     s = tuner.stats()
     s.pop("rejected")
     s.pop("journal")
-    return json.dumps(s, sort_keys=True), path.stat().st_size, tuner.policy.joint.version
+    return json.dumps(s, sort_keys=True), path.stat().st_size, tuner.strategy.n_told
 
 
 _CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -148,7 +148,7 @@ def test_schemathesis_every_endpoint(served):
 
     for result in schema.get_all_operations():
         operation = result.ok()
-        has_input = operation.path in ("/feedback", "/best")  # nothing to make invalid elsewhere
+        has_input = operation.path in ("/suggest", "/feedback", "/best")  # nothing to make invalid elsewhere
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE) if has_input else (GenerationMode.POSITIVE,):
 
             @given(case=operation.as_strategy(generation_mode=mode))
@@ -233,6 +233,75 @@ def test_feedback_counts_once_and_only_valid_rewards(served, reward, repeat, ext
     else:
         assert all(c == 422 for c in codes), codes
         assert tuner.stats()["feedback"] == n0
+
+
+_KINDS = ["valid", "unknown", "dup_in_batch", "answered", "bad_reward", "extra", "not_object"]
+_EXPECT = {"valid": 200, "unknown": 404, "dup_in_batch": 409, "answered": 409, "bad_reward": 422, "extra": 422,
+           "not_object": 422}
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(plan=st.lists(st.sampled_from(_KINDS), min_size=1, max_size=12),
+       bad=st.sampled_from([10**9, "0.5", None, True, [0.5], -1e300]))
+def test_batch_feedback_is_answered_per_item_and_counts_each_valid_item_once(served, plan, bad):
+    tuner, app, jpath = served
+    client = Client(app)
+    answered = client.post("/suggest", headers=AUTH).json()["id"]
+    assert client.post("/feedback", json={"id": answered, "reward": 0.25}, headers=AUTH).status_code == 200
+    fresh = [s["id"] for s in client.post("/suggest", json={"n": len(plan)}, headers=AUTH).json()["suggestions"]]
+    items, expect, last_valid = [], [], None
+    for k, kind in enumerate(plan):
+        if kind == "dup_in_batch" and last_valid is None:
+            kind = "unknown"
+        item = {"id": fresh[k], "reward": 0.5}
+        if kind == "valid":
+            last_valid = fresh[k]
+        elif kind == "unknown":
+            item["id"] = f"999-{k}"
+        elif kind == "dup_in_batch":
+            item["id"] = last_valid
+        elif kind == "answered":
+            item["id"] = answered
+        elif kind == "bad_reward":
+            item["reward"] = bad
+        elif kind == "extra":
+            item["note"] = "x"
+        elif kind == "not_object":
+            item = 5
+        items.append(item)
+        expect.append(_EXPECT[kind])
+    n0, before = tuner.stats()["feedback"], _state(tuner, jpath)
+    r = client.post("/feedback", json=items, headers=AUTH)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [x["status"] for x in body["results"]] == expect, (plan, body)
+    valid = expect.count(200)
+    assert body["accepted"] == valid == sum(x["accepted"] for x in body["results"])
+    assert tuner.stats()["feedback"] == n0 + valid
+    for x, item in zip(body["results"], items):
+        if x["status"] != 200:
+            assert x["detail"] and x["field"]
+        elif isinstance(item, dict):
+            assert x["id"] == item["id"]
+    if not valid:
+        assert _state(tuner, jpath) == before  # a batch of rejections changes nothing
+    again = client.post("/feedback", json=[i for i, e in zip(items, expect) if e == 200] or [{"id": "1-1", "reward": 0}],
+                        headers=AUTH).json()
+    assert all(x["status"] in (404, 409) for x in again["results"]) and tuner.stats()["feedback"] == n0 + valid
+
+
+def test_batch_limits_are_422_naming_the_rule(served):
+    tuner, app, jpath = served
+    client = Client(app)
+    before = _state(tuner, jpath)
+    for body, field in [({"n": 0}, "n"), ({"n": 1001}, "n"), ({"n": "3"}, "n"), ({"m": 3}, "m"), ([1, 2], "body"),
+                        ({"n": True}, "n")]:
+        r = client.post("/suggest", json=body, headers=AUTH)
+        assert r.status_code == 422 and r.json()["field"] == field, (body, r.text)
+        assert "got" in r.json()["detail"] or "not allowed" in r.json()["detail"]
+    r = client.post("/feedback", json=[], headers=AUTH)
+    assert r.status_code == 422 and "1 to 1000 items" in r.json()["detail"]
+    assert _state(tuner, jpath) == before
 
 
 def test_wrong_or_missing_token_is_401_everywhere_but_health(served):

@@ -134,3 +134,24 @@ def test_changed_corpus_never_returns_stale_results(tmp_path):
     res = p2.run(cfg, q)[0]
     assert res.retrieved_ids == ["b"] and "zoo now" in res.contexts[0]
     assert "Zebras live in the zoo now." in enc.seen
+
+
+def test_json_shard_store_persists_merges_and_skips_bad_shards(tmp_path):
+    from autorag_hp.pipeline._cache import JsonShardStore, content_hash
+
+    keys = [content_hash(str(i)) for i in range(10)]
+    store = JsonShardStore(tmp_path, "outcomes/x", max_shards=3)
+    for i, k in enumerate(keys):
+        store.put_many([(k, {"i": i, "texts": [f"t{i}"]})])
+    shards = list((tmp_path / "outcomes" / "x").glob("*.jsonl"))
+    assert 1 <= len(shards) <= 3  # merged whenever more than 3 accumulated
+    again = JsonShardStore(tmp_path, "outcomes/x")
+    assert len(again) == 10 and again.get(keys[7]) == {"i": 7, "texts": ["t7"]} and again.get(content_hash("no")) is None
+    with pytest.raises(TypeError):  # not JSON: refused before anything is written
+        again.put_many([(keys[0], {"bad": object()})])
+    assert JsonShardStore(tmp_path, "outcomes/x").get(keys[0]) == {"i": 0, "texts": ["t0"]}
+    (tmp_path / "outcomes" / "x" / "broken.jsonl").write_text('{"k": "torn')
+    with pytest.warns(RuntimeWarning, match="ignoring unreadable cache shard"):
+        assert len(JsonShardStore(tmp_path, "outcomes/x")) == 10
+    with pytest.raises(ValueError, match="cache keys must be"):
+        again.get("short")

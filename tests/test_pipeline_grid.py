@@ -206,7 +206,7 @@ def test_default_space_file_matches_the_packaged_copy():
 
 
 def test_grid_command_writes_a_table_that_bench_can_replay(tmp_path, capsys):
-    from autorag_hp.replay import ReplayTable
+    from autorag_hp.bench import ReplayTable
 
     data = tmp_path / "data"
     data.mkdir()

@@ -9,13 +9,11 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from autorag_hp.bench import StrategySpec, run_replay, summarise, write_results  # noqa: E402
+from autorag_hp.bench import ReplayTable, SuiteSpec, TableSpec, run_replay, run_suite, summarise, write_results  # noqa: E402
 from autorag_hp.cli import main  # noqa: E402
-from autorag_hp.replay import ReplayTable  # noqa: E402
 from autorag_hp.report import build_report, grid_importance, load_results, pull_importance  # noqa: E402
 from autorag_hp.space import SearchSpace  # noqa: E402
-from autorag_hp.strategies import make_strategy  # noqa: E402
-from autorag_hp.suite import SuiteSpec, TableSpec, run_suite  # noqa: E402
+from autorag_hp.strategies import StrategySpec, make_strategy  # noqa: E402
 from autorag_hp.tuner import tune  # noqa: E402
 
 SPACE = SearchSpace({"a": [1, 2, 3], "b": ["x", "y"], "c": [0.1, 0.5, 0.9, 1.0]})

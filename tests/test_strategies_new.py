@@ -11,7 +11,6 @@ import pytest
 from autorag_hp.space import SearchSpace
 from autorag_hp.strategies import SpaceExhausted, make_strategy
 from autorag_hp.strategies.structured import StructuredTS, _Design
-from autorag_hp.synthetic import DIFFICULTIES, describe_surface, make_proxy, make_surface
 from autorag_hp.tuner import tune
 
 NAMES = ["structured-ts", "structured-tt"]
@@ -67,12 +66,26 @@ def test_score_all_matches_feature_sum():
 
 def test_rank_one_updates_match_a_fresh_factorisation():
     space = small_space()
-    s = run("structured-ts", space, additive_truth(space), 120)
+    # a fixed residual variance tau^2: each configuration's mean counts n / (s2 + n tau^2) in the
+    # regression (the residual marginalised out), not n / s2 (its pulls would count twice)
+    s = run("structured-ts", space, additive_truth(space), 120, residual_eb=False, residual_scale=0.05)
+    t2 = 0.05 ** 2
     # the rank-one path uses the noise variance of the last factorisation: compare at that variance
-    prec = s.gram / s._s2 + np.diag(s.prior_prec)
+    prec = np.diag(s.prior_prec)
+    b = np.zeros(s.design.d)
+    for i in np.flatnonzero(s.n_c):
+        x = np.zeros(s.design.d)
+        x[s.design.active(space.coords_of_index(int(i)))] = 1.0
+        w = s.n_c[i] / (s._s2 + s.n_c[i] * t2)
+        prec += w * np.outer(x, x)
+        b += w * (s.sum_c[i] / s.n_c[i]) * x
     cov = np.linalg.inv(prec)
-    assert np.allclose(s._mu, cov @ (s.xty / s._s2), atol=1e-8)
+    assert np.allclose(s._mu, cov @ b, atol=1e-8)
     assert np.allclose(s._root @ s._root.T, cov, atol=1e-8)
+    # ... and with tau^2 -> 0 every pull counts n / s2 (the plain regression on the pulls)
+    s0 = run("structured-ts", space, additive_truth(space), 120, residual_eb=False, residual_scale=0.0)
+    cov0 = np.linalg.inv(s0.gram / s0._s2 + np.diag(s0.prior_prec))
+    assert np.allclose(s0._mu, cov0 @ (s0.xty / s0._s2), atol=1e-8)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -232,44 +245,6 @@ def test_huge_space_uses_coordinate_ascent():
         c = s.ask()
         s.tell(c, float(c["p0"] / 8 + 0.1 * rng.random()))
     assert len(s.best(2)) == 2
-
-
-# -- synthetic surfaces ---------------------------------------------------------------------------
-def test_surfaces_are_deterministic_and_ordered_by_difficulty():
-    a, b = make_surface("medium", seed=3), make_surface("medium", seed=3)
-    assert np.array_equal(a.outcomes, b.outcomes)
-    assert not np.array_equal(a.means, make_surface("medium", seed=4).means)
-    ties = {d: np.median([describe_surface(make_surface(d, seed=s))["within_epsilon"] for s in range(6)])
-            for d in DIFFICULTIES}
-    gaps = {d: np.median([describe_surface(make_surface(d, seed=s))["gap_5_6"] for s in range(6)])
-            for d in DIFFICULTIES}
-    assert ties["hard"] > ties["easy"]
-    assert gaps["easy"] > gaps["hard"]
-
-
-def test_proxy_correlates_with_its_target():
-    t, p = make_surface("easy", seed=1), make_proxy("easy", seed=1, fidelity=0.8)
-    assert t.space == p.space
-    assert np.corrcoef(t.means, p.means)[0, 1] > 0.6
-    assert p.means.mean() < t.means.mean()
-
-
-@pytest.mark.parametrize("bad,match", [
-    ({"difficulty": "extreme"}, "difficulty must be one of"),
-    ({"difficulty": "easy", "n_questions": 2}, "n_questions must be an integer >= 4"),
-    ({"difficulty": "easy", "w": 1.5}, r"w must lie in \[0, 1\]"),
-])
-def test_surface_arguments_are_validated(bad, match):
-    with pytest.raises(ValueError, match=match):
-        make_surface(**bad)
-
-
-def test_surface_replays_through_the_bench():
-    from autorag_hp.bench import StrategySpec, run_replay
-
-    table = make_surface("easy", seed=0, n_questions=20)
-    runs = run_replay(table, [StrategySpec("structured-tt")], [0], budget=0.05, batch=4, progress=False)
-    assert runs[0]["calls_share"] == pytest.approx(0.05, abs=0.01)
 
 
 def test_structured_is_a_strategy():

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autorag_hp.bench import StrategySpec, run_one
-from autorag_hp.replay import ReplayTable
+from autorag_hp.bench import ReplayTable, run_one
+from autorag_hp.strategies import StrategySpec
 from autorag_hp.space import SearchSpace
-from autorag_hp.suite import (
+from autorag_hp.bench import (
     SuiteSpec,
     TableSpec,
     TableUnavailable,

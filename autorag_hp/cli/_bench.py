@@ -1,12 +1,13 @@
-"""`autorag-hp bench`: replay a full grid and compare strategies over seeds."""
+"""`autorag-hp bench`: replay a full grid and compare strategies over seeds, or run a benchmark suite."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
-from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from autorag_hp.strategies import list_strategies
 
@@ -29,9 +30,11 @@ def add_parser(sub) -> None:
     p.add_argument("--question-col", default="question_id", help="question column of per-question tables")
     p.add_argument("--grid-questions", type=int, default=10,
                    help="mean-only tables: questions grid search spends per configuration")
-    p.add_argument("--strategies", default=",".join(s for s in list_strategies()),
-                   help="comma-separated strategy specs: name or name:key=value:key=value")
-    p.add_argument("--seeds", type=int, default=10, help="number of seeds (0..N-1)")
+    p.add_argument("--strategies", default=None,
+                   help="comma-separated strategy specs: name or name:key=value:key=value "
+                        "(default: every registered strategy; --suite: the suite file's)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="number of seeds (0..N-1) (default 10; --suite: the suite file's)")
     p.add_argument("--budget", type=float, default=None, help="share of grid search's calls to spend, in (0, 1] (default 0.2)")
     p.add_argument("--batch", type=int, default=4, help="questions per pull")
     p.add_argument("--parallel", type=int, default=1, help="configurations asked per round (ask_batch)")
@@ -50,53 +53,36 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def default_table_path() -> Path:
-    return Path(str(resources.files("autorag_hp") / "data" / "default_grid.csv"))
-
-
-def _sidecar(path: Path) -> dict:
-    side = path.with_suffix(".json")
-    return json.loads(side.read_text()) if side.is_file() else {}
-
-
 def load_table_from_args(args):
-    from autorag_hp.replay import ReplayTable
+    """The grid table ``--table`` names (with its sidecar and the flags that override it)."""
+    from autorag_hp.bench import default_grid_path, load_grid, read_sidecar
 
-    path = default_table_path() if args.table == DEFAULT_TABLE else Path(args.table)
-    meta = _sidecar(path)
-    params = args.params.split(",") if args.params else meta.get("params")
-    metric = args.metric or meta.get("metric")
-    if not params:
+    path = default_grid_path() if args.table == DEFAULT_TABLE else Path(args.table)
+    meta = read_sidecar(path)
+    if not (args.params or meta.get("params")):
         raise ValueError("--params is required (comma-separated parameter columns) when the table has no .json sidecar")
-    if not metric:
+    if not (args.metric or meta.get("metric")):
         raise ValueError("--metric is required (the quality column) when the table has no .json sidecar")
-    cost = args.cost if args.cost is not None else meta.get("cost")
-    w = args.w if args.w is not None else meta.get("w", 0.9 if cost else 1.0)
-    table = ReplayTable.from_file(
-        path, params=[p.strip() for p in params], metric=metric, cost=cost or None, w=w,
-        t_max=args.t_max if args.t_max is not None else meta.get("t_max"),
-        question_col=args.question_col, grid_questions=args.grid_questions,
-        groups=(meta.get("space") or {}).get("groups") if not args.params else None,
-    )
-    return path, table, {"params": params, "metric": metric, "cost": cost, "w": w}
+    grid = load_grid(path, params=args.params.split(",") if args.params else None, metric=args.metric,
+                     cost=args.cost, w=args.w, t_max=args.t_max, question_col=args.question_col,
+                     grid_questions=args.grid_questions)
+    return path, grid.table, {"params": list(grid.space.names), "metric": grid.metric, "cost": grid.cost, "w": grid.w}
 
 
 def run(args: argparse.Namespace) -> int:
-    from autorag_hp.bench import format_table, parse_strategy_spec, run_replay, summarise, write_results
+    from autorag_hp._budget import budget_calls
+    from autorag_hp._validation import check_positive_int
+    from autorag_hp.bench import METRICS, format_table, run_replay, summarise, write_results
 
     if args.suite is not None:
-        from autorag_hp.suite import run_suite_cli  # issue #4's suite runner
-
         return run_suite_cli(args)
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    seeds = check_positive_int("--seeds", 10 if args.seeds is None else args.seeds)
+    check_positive_int("--batch", args.batch)
+    check_positive_int("--parallel", args.parallel)
     budget = 0.2 if args.budget is None else args.budget
-    specs = [parse_strategy_spec(s) for s in args.strategies.split(",") if s.strip()]
-    known = set(list_strategies())
-    for s in specs:
-        if s.name not in known:
-            raise ValueError(f"--strategies: unknown strategy {s.name!r}; available: {', '.join(sorted(known))}")
+    specs = _parse_specs(args.strategies or ",".join(list_strategies()))
     path, table, meta = load_table_from_args(args)
+    budget_calls(budget, grid_calls=table.grid_calls, batch=args.batch, name="--budget")
     print(f"table {path}: {len(table.space)} configurations x {table.n_questions} questions "
           f"({'per-question' if table.outcomes is not None else 'mean-only'}), best true reward {table.means.max():.4f}")
     t0 = time.time()
@@ -107,26 +93,82 @@ def run(args: argparse.Namespace) -> int:
 
     def on_result(r: dict) -> None:
         if log is not None:
-            keys = ("strategy", "seed", "pulls", "calls", "recall@3", "recall@5", "simple_regret",
-                    "cumulative_regret", "calls_share", "seconds")
+            keys = ("strategy", "seed", "pulls", "calls", *METRICS, "seconds")
             log.write(json.dumps({"event": "run", "time": time.time(), **{k: r[k] for k in keys}}) + "\n")
             log.flush()
 
     try:
-        runs = run_replay(table, specs, list(range(args.seeds)), budget=budget, batch=args.batch,
+        runs = run_replay(table, specs, list(range(seeds)), budget=budget, batch=args.batch,
                           parallel=args.parallel, progress=not args.quiet, executor=executor, on_result=on_result)
     finally:
         executor.close()
         if log is not None:
             log.close()
+    runs = [{k: v for k, v in r.items() if k != "config_pulls"} for r in runs]
     summary = summarise(runs)
-    print(f"\nbudget {budget:.0%} of grid calls, batch {args.batch}, {args.seeds} seeds (mean ± 95% CI):")
+    print(f"\nbudget {budget:.0%} of grid calls, batch {args.batch}, {seeds} seeds (mean ± 95% CI):")
     print(format_table(summary))
     out = Path(args.out) if args.out else Path("bench_out") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     write_results(out, {
         "table": str(path), **meta, "n_configs": len(table.space), "n_questions": table.n_questions,
-        "budget": budget, "batch": args.batch, "parallel": args.parallel, "seeds": args.seeds,
+        "budget": budget, "batch": args.batch, "parallel": args.parallel, "seeds": seeds,
         "seconds": time.time() - t0, "summary": summary, "runs": runs,
     })
     print(f"\nresults written to {out}")
+    return 0
+
+
+def _parse_specs(text: str):
+    """``--strategies``: comma-separated specs, every name registered."""
+    from autorag_hp.strategies import list_strategies, parse_strategy_spec
+
+    specs = [parse_strategy_spec(s) for s in text.split(",") if s.strip()]
+    known = list_strategies()
+    for s in specs:
+        if s.name not in known:
+            raise ValueError(f"--strategies: unknown strategy {s.name!r}; available: {', '.join(sorted(known))}")
+    return specs
+
+
+def run_suite_cli(args: Any) -> int:
+    """``autorag-hp bench --suite NAME``: run, write ``suite.json`` and the HTML report into ``--out``."""
+    from autorag_hp.bench import ALPHA, format_suite_table, load_suite, run_suite, write_results
+
+    suite = load_suite(args.suite)
+    given = getattr(args, "strategies", None)
+    strategies = [s for s in given.split(",") if s.strip()] if given else None
+    seeds = suite.seeds if getattr(args, "seeds", None) is None else args.seeds
+    if getattr(args, "budget", None) is not None or getattr(args, "batch", 4) != 4:
+        print("suite: --budget and --batch are set by the suite file (budgets, min_batch, max_pulls); ignoring them",
+              file=sys.stderr)
+    out = Path(args.out) if getattr(args, "out", None) else Path("bench_out") / f"suite-{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.suffix == ".json":
+        raise ValueError(f"--out must be a folder for a suite (it gets suite.json and the report), got {str(out)!r}")
+    tables = getattr(args, "tables", None)
+    if isinstance(tables, str):
+        tables = [t for t in tables.split(",") if t.strip()]
+    quiet = bool(getattr(args, "quiet", False))
+    print(f"suite {suite.name!r}: {len(suite.tables)} tables, budgets {', '.join(f'{b:.0%}' for b in suite.budgets)}, "
+          f"{seeds} seeds -> {out}", file=sys.stderr)
+    executor = getattr(args, "executor", None) or "processes"
+    payload = run_suite(suite, seeds=seeds, strategies=strategies, tables=tables,
+                        parallel=getattr(args, "parallel", 1) or 1, workers=getattr(args, "workers", None),
+                        executor="ray" if executor == "ray" else "processes", address=getattr(args, "address", None),
+                        progress=not quiet, log=getattr(args, "log", None))
+    path = write_results(out / "suite.json", payload)
+    print(format_suite_table(payload))
+    print(f"\n▲/▼: significantly better/worse than {payload['reference']} (paired Wilcoxon over tables x seeds, "
+          f"Holm, alpha {ALPHA}); ± is a 95% CI over seeds.")
+    print(f"suite finished in {payload['seconds'] / 60:.1f} min; results written to {path}")
+    try:
+        from autorag_hp.report import build_report
+    except ModuleNotFoundError as exc:  # pragma: no cover - the report package ships with the library
+        print(f"no report: {exc}", file=sys.stderr)
+        return 0
+    try:
+        html = build_report(out)
+    except ModuleNotFoundError as exc:  # matplotlib missing
+        print(f"no report ({exc}); install the plot extra: pip install 'autorag-hp[plot]'", file=sys.stderr)
+        return 0
+    print(f"report written to {html}")
     return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "grid",
-        help="evaluate the full grid of the reference pipeline and write a per-question CSV table",
+        help="evaluate the full grid of a pipeline (the reference one, or --pipeline) and write a per-question CSV table",
         description=(
             "Run every configuration of a search space on every question of an evaluation set with the "
             "reference pipeline (shared work cached on disk) and write one row per (configuration, question). "
@@ -20,12 +20,18 @@ def add_parser(sub) -> None:
                    help="evaluation set: 'default' (embedded), a SQuAD .json, a questions .jsonl (corpus.jsonl beside "
                         "it), a folder with questions.jsonl + corpus.jsonl, or a saved Hugging Face dataset")
     p.add_argument("--corpus", default=None, help="corpus file for a questions .jsonl (default: corpus.jsonl beside it)")
+    p.add_argument("--pipeline", default=None, metavar="MODULE:ATTR",
+                   help="evaluate your own stack: a pipeline, a FunctionPipeline, or a zero-argument factory "
+                        "returning one, found in the current folder or on PYTHONPATH (needs --space); its outcomes "
+                        "are cached per (stack, configuration, question) so a later tune reuses them")
+    p.add_argument("--no-cache", action="store_true", help="with --pipeline: do not cache the stack's outcomes")
     p.add_argument("--space", default=None,
                    help="search space TOML/JSON/YAML (default: the embedded default space)")
     p.add_argument("--out", default="grid.csv", help="output CSV (a .json sidecar is written beside it)")
     p.add_argument("--w", type=float, default=0.9, help="quality weight w in [0, 1] of the reward")
     p.add_argument("--t-max", type=float, default=None,
-                   help="token scale of the cost term (default: max top_k x largest chunk)")
+                   help="token scale of the cost term (default: the pipeline's t_max, for the reference pipeline "
+                        "max top_k x largest chunk; else the table's largest prompt)")
     p.add_argument("--metric", default="answer_in_context",
                    help="quality metric: answer_in_context, em, f1 or gold_recall")
     p.add_argument("--tokenizer", default="cl100k_base", help="tokenizer for chunk sizes and prompt tokens")
@@ -59,7 +65,9 @@ def run_grid_parts(pipeline, dataset, space, *, metric, w, t_max, executor="ray"
 
     params = space.to_dict()["params"]
     first = space.names[0]
-    t_max = pipeline.t_max if t_max is None else t_max
+    t_max = getattr(pipeline, "t_max", None) if t_max is None else t_max
+    if t_max is None:  # each part would pick its own largest prompt: one scale is needed up front
+        raise ValueError("--t-max is required with --executor ray when the pipeline declares no t_max")
     tasks = [(pipeline, dataset, SearchSpace({**params, first: [v]}), metric, w, t_max) for v in params[first]]
     parts = map_cells(_grid_part, tasks, executor=executor, address=address)
     columns = {}
@@ -79,13 +87,22 @@ def run(args: argparse.Namespace) -> int:
     from autorag_hp.pipeline import ReferencePipeline, default_space, load_dataset, run_grid
     from autorag_hp.space import SearchSpace
 
+    if args.pipeline is not None and args.space is None:
+        raise ValueError("--space is required with --pipeline (the default space is the reference pipeline's)")
     kwargs = {"corpus": args.corpus} if args.corpus else {}
     dataset = load_dataset(args.data, **kwargs)
     space = default_space() if args.space is None else SearchSpace.from_file(args.space)
-    pipe_kwargs = {"tokenizer": args.tokenizer}
-    if args.cache is not None:
-        pipe_kwargs["cache_dir"] = args.cache
-    pipeline = ReferencePipeline.from_space(dataset, space, **pipe_kwargs)
+    if args.pipeline is not None:
+        from autorag_hp.study import open_pipeline
+
+        cache = False if args.no_cache else (args.cache if args.cache is not None else True)
+        pipeline, _ = open_pipeline(args.pipeline, dataset, space, cache=cache, metric=args.metric,
+                                    name="--pipeline")
+    else:
+        pipe_kwargs = {"tokenizer": args.tokenizer}
+        if args.cache is not None:
+            pipe_kwargs["cache_dir"] = args.cache
+        pipeline = ReferencePipeline.from_space(dataset, space, **pipe_kwargs)
     if not args.quiet:
         print(f"grid: {len(space)} configurations x {len(dataset.questions)} questions "
               f"({len(dataset.corpus)} passages) from {args.data}")

@@ -6,9 +6,9 @@ whatever order they finish in, so a seeded run gives the same result on any exec
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from autorag_hp._registry import Registry
 from autorag_hp.objective import Objective, Outcome
 
 __all__ = ["Executor", "LocalExecutor", "make_executor", "list_executors"]
@@ -32,21 +32,17 @@ class LocalExecutor:
         pass
 
 
-_REGISTRY: dict[str, str | Callable[..., Executor]] = {
+_REGISTRY: Registry[Callable[..., Executor]] = Registry("executor", {
     "local": LocalExecutor,
     "ray": "autorag_hp.executors._ray:RayExecutor",
-}
+})
 
 
 def list_executors() -> list[str]:
-    return list(_REGISTRY)
+    """Names accepted by :func:`make_executor`."""
+    return _REGISTRY.names()
 
 
 def make_executor(name: str = "local", **options: Any) -> Executor:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown executor {name!r}; available: {', '.join(_REGISTRY)}")
-    factory = _REGISTRY[name]
-    if isinstance(factory, str):
-        module, _, attr = factory.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
-    return factory(**options)
+    """Build the executor registered as ``name`` (``"local"``: this process; ``"ray"``: Ray tasks)."""
+    return _REGISTRY.build(name, **options)

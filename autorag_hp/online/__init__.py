@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autorag_hp.online._persistence import Persistence
-from autorag_hp.online._policies import list_online_strategies
-from autorag_hp.online._stats import Discounted, SlidingWindow, Stationary, StatsRule
+from autorag_hp.online._persistence import JournalLocked, JournalUnavailable, Persistence
 from autorag_hp.online._tuner import (
     DuplicateFeedback,
     ExpiredSuggestion,
@@ -23,6 +21,7 @@ from autorag_hp.online._tuner import (
     WarmStart,
     read_rewards,
 )
+from autorag_hp.strategies import Discounted, SlidingWindow, Stationary, StatsRule, list_online_strategies
 
 __all__ = [
     "OnlineTuner",
@@ -33,6 +32,8 @@ __all__ = [
     "StatsRule",
     "Guardrail",
     "Persistence",
+    "JournalLocked",
+    "JournalUnavailable",
     "WarmStart",
     "FeedbackRejected",
     "UnknownSuggestion",

@@ -1,29 +1,52 @@
 """Crash-safe storage of an online run: an append-only JSON-lines journal plus snapshots.
 
-Records are written with one ``write`` system call each, in the order the tuner changed
-its state, so a ``kill -9`` loses nothing that was written (the page cache survives the
-process). ``fsync`` decides what survives the machine: ``"always"`` acknowledges a
-record only after an ``fdatasync`` covering it; a background thread commits in groups
-(one sync covers every record written while the previous sync ran). ``"interval"``
-syncs every ``interval_ms``; ``"never"`` leaves it to the OS.
+One process at a time: opening a journal takes an exclusive ``flock`` on ``<journal>.lock``
+(which holds the owner's pid) before anything is read or written; a second process gets
+:class:`JournalLocked` naming that pid.
 
-A snapshot is a compact copy of the state plus the journal offset it covers; it is
-written to a temporary file, synced and renamed over the previous one, so a crash leaves
-either the old or the new snapshot. A restart loads it and replays only the journal tail.
+Every record is written with one ``write`` system call, in the order the tuner changed
+its state, so a ``kill -9`` loses nothing that was written (the page cache survives the
+process). A failed or partial write (a full disk) is cut off again: the file is truncated
+back to the end of the last complete record and :class:`JournalUnavailable` is raised
+before the tuner changes its state, so the journal and the tuner stay in step. A failed
+``fdatasync`` leaves the journal unusable (what reached the disk is unknown) until a
+restart re-reads it.
+
+``fsync`` decides what survives the machine: ``"always"`` acknowledges a record only
+after an ``fdatasync`` covering it; a background thread commits in groups (one sync
+covers every record written while the previous sync ran). ``"interval"`` syncs every
+``interval_ms``; ``"never"`` leaves it to the OS.
+
+Format 2: every line is ``{"crc":"<8 hex digits>",<fields>}`` where the checksum is the
+CRC-32 of the line's JSON object written without the ``crc`` member, i.e. of
+``{<fields>}`` byte for byte. A record whose checksum does not match is corrupt (a torn
+last record is dropped with a warning, any other is an error naming its byte offset).
+Format 1 journals (no checksums) are still read; records appended to them carry checksums.
+
+A snapshot is a compact copy of the state plus the journal offset it covers and the
+CRC-32 of the last journal line it covers, written to a temporary file, synced and
+renamed over the previous one. A restart uses it only if that line is still there,
+byte for byte; otherwise (e.g. a journal restored from a backup next to a newer
+snapshot) it warns and replays the whole journal.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import json
 import math
 import os
+import re
 import threading
 import warnings
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping, Sequence
 
+from autorag_hp._io import atomic_write_bytes
 from autorag_hp.journal import JournalError
 
 try:  # optional: 10-20x faster encoding of the small records we write per request
@@ -31,16 +54,102 @@ try:  # optional: 10-20x faster encoding of the small records we write per reque
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
 
+__all__ = [
+    "FORMAT",
+    "Persistence",
+    "Journal",
+    "JournalError",
+    "JournalLocked",
+    "JournalUnavailable",
+    "Recovery",
+    "recover",
+    "replay",
+    "check_record",
+    "encode_line",
+    "scan_journal",
+    "write_snapshot",
+    "read_snapshot",
+]
+
+FORMAT = 2  # journal format written now; 1 = records without checksums (still read)
+FsyncPolicy = Literal["always", "interval", "never"]
+
+_CRC_PREFIX = b'{"crc":"'
+_CRC_LEN = len(_CRC_PREFIX) + 8 + 2  # '{"crc":"' + 8 hex + '",'
+
+
+class JournalLocked(JournalError):
+    """Another process (or another tuner in this one) has the journal open."""
+
+
+class JournalUnavailable(RuntimeError):
+    """A record could not be written or synced; the change it describes was not made."""
+
+
+def _dumps(record: Mapping[str, Any]) -> bytes:
+    if _orjson is not None:
+        return _orjson.dumps(record)
+    return json.dumps(record, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode()
+
 
 def encode_line(record: Mapping[str, Any]) -> bytes:
-    """One journal line (finite numbers only: callers validate rewards before writing)."""
+    """One journal line with its checksum (finite numbers only: callers validate rewards)."""
+    body = _dumps(record)
+    if len(body) < 3 or body[:1] != b"{":
+        raise ValueError(f"a journal record must be a non-empty JSON object, got {record!r}")
+    return b'{"crc":"%08x",' % zlib.crc32(body) + body[1:] + b"\n"
+
+
+def _json_loads(raw: bytes) -> Any:
     if _orjson is not None:
-        return _orjson.dumps(record) + b"\n"
-    return (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode()
+        try:
+            return _orjson.loads(raw)
+        except ValueError:
+            pass  # let json say what is wrong (e.g. "NaN is not a JSON number")
+    return json.loads(raw, parse_constant=_no_constant)
 
-__all__ = ["Persistence", "Journal", "scan_journal", "write_snapshot", "read_snapshot", "JournalError"]
 
-FsyncPolicy = Literal["always", "interval", "never"]
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+class _BadLine(ValueError):
+    """A line that is not a record; ``torn`` if it may be an interrupted write (its checksum,
+    or for format 1 its JSON, is broken) rather than a complete record with bad content."""
+
+    def __init__(self, message: str, torn: bool) -> None:
+        super().__init__(message)
+        self.torn = torn
+
+
+def _decode_line(raw: bytes, *, require_crc: bool) -> dict[str, Any]:
+    """The record on one line (without its newline); _BadLine says what is wrong."""
+    if raw.startswith(_CRC_PREFIX):
+        if len(raw) < _CRC_LEN + 1 or raw[_CRC_LEN - 2 : _CRC_LEN] != b'",':
+            raise _BadLine("malformed checksum member", True)
+        try:
+            want = int(raw[len(_CRC_PREFIX) : _CRC_LEN - 2], 16)
+        except ValueError:
+            raise _BadLine("malformed checksum member", True) from None
+        body = b"{" + raw[_CRC_LEN:]
+        got = zlib.crc32(body)
+        if got != want:
+            raise _BadLine(f"checksum mismatch (recorded {want:08x}, computed {got:08x})", True)
+        return _parse(body, torn=False)  # intact as written: bad content is never a torn write
+    rec = _parse(raw, torn=True)
+    if require_crc:
+        raise _BadLine("record has no checksum (format 2 records start with {\"crc\":...)", False)
+    return rec
+
+
+def _parse(raw: bytes, *, torn: bool) -> dict[str, Any]:
+    try:
+        rec = _json_loads(raw)
+    except ValueError as exc:
+        raise _BadLine(f"not valid JSON: {exc}", torn) from None
+    if not isinstance(rec, dict):
+        raise _BadLine("not a JSON object", torn)
+    return rec
 
 
 @dataclass(frozen=True)
@@ -73,58 +182,302 @@ class Persistence:
     def snapshot_path(self) -> Path:
         return Path(str(self.path) + ".snapshot")
 
+    @property
+    def lock_path(self) -> Path:
+        return Path(str(self.path) + ".lock")
 
-def scan_journal(path: str | os.PathLike[str], start: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """Records from byte ``start`` on, and the offset just past the last complete record.
 
-    A torn last record (no newline, or not valid JSON) is dropped with a warning; an
-    invalid record anywhere else raises JournalError naming its line.
-    """
-    p = Path(path)
-    with open(p, "rb") as fh:
+# -- reading --------------------------------------------------------------------------------------
+def _scan(path: Path, start: int, require_crc: bool) -> tuple[list[tuple[int, dict[str, Any]]], int, int]:
+    """(offset, record) pairs from byte ``start``, the end of the last complete record and the
+    CRC-32 of that record's line (0 if none was read)."""
+    with open(path, "rb") as fh:
         fh.seek(start)
         data = fh.read()
-    records: list[dict[str, Any]] = []
+    out: list[tuple[int, dict[str, Any]]] = []
     pos = 0
-    lineno = 0
     end = len(data)
+    last_crc = 0
     while pos < end:
         nl = data.find(b"\n", pos)
-        lineno += 1
         if nl < 0:
-            warnings.warn(f"{p}: ignoring a torn last record ({end - pos} bytes)", stacklevel=2)
+            warnings.warn(f"{path}: ignoring a torn last record at byte {start + pos} ({end - pos} bytes)", stacklevel=3)
             break
         raw = data[pos:nl]
         try:
-            rec = json.loads(raw)
-            if not isinstance(rec, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as exc:
-            if data.find(b"\n", nl + 1) < 0 and not data[nl + 1 :].strip():
-                warnings.warn(f"{p}: ignoring a torn last record at byte {start + pos}", stacklevel=2)
+            rec = _decode_line(raw, require_crc=require_crc)
+        except _BadLine as exc:
+            if exc.torn and not data[nl + 1 :].strip():
+                warnings.warn(f"{path}: ignoring a torn last record at byte {start + pos} ({exc})", stacklevel=3)
                 break
-            raise JournalError(f"{p}: record at byte {start + pos} is not valid JSON ({exc})") from None
-        records.append(rec)
+            raise JournalError(f"{path}: record at byte {start + pos} is corrupt: {exc}") from None
+        out.append((start + pos, rec))
+        last_crc = zlib.crc32(data[pos : nl + 1])
         pos = nl + 1
-    return records, start + pos
+    return out, start + pos, last_crc
 
 
+def scan_journal(path: str | os.PathLike[str], start: int = 0, *, require_crc: bool = False) -> tuple[list[dict[str, Any]], int]:
+    """Records from byte ``start`` on, and the offset just past the last complete record.
+
+    Checksums are verified where present (``require_crc``: also required). A torn last
+    record is dropped with a warning; a corrupt record anywhere else raises JournalError
+    naming its byte offset.
+    """
+    records, end, _ = _scan(Path(path), start, require_crc)
+    return [r for _, r in records], end
+
+
+def _line_crc_before(path: Path, offset: int) -> int | None:
+    """CRC-32 of the journal line that ends at byte ``offset`` (newline included), or None."""
+    if offset <= 0:
+        return None
+    with open(path, "rb") as fh:
+        back = min(offset, 1 << 20)
+        fh.seek(offset - back)
+        chunk = fh.read(back)
+    if len(chunk) != back or not chunk.endswith(b"\n"):
+        return None
+    cut = chunk.rfind(b"\n", 0, len(chunk) - 1) + 1
+    if cut == 0 and back < offset:
+        return None  # a line longer than 1 MiB: not ours
+    return zlib.crc32(chunk[cut:])
+
+
+_ID = re.compile(r"[0-9]{1,12}-[0-9]{1,15}")
+
+
+def _need(rec: Mapping[str, Any], name: str, ok: Callable[[Any], bool], rule: str) -> Any:
+    if name not in rec:
+        raise ValueError(f"field {name!r} is missing")
+    v = rec[name]
+    if not ok(v):
+        shown = repr(v) if len(repr(v)) <= 60 else repr(v)[:57] + "..."
+        raise ValueError(f"field {name!r} must be {rule}, got {shown}")
+    return v
+
+
+def _finite(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _is_id(v: Any) -> bool:
+    return isinstance(v, str) and _ID.fullmatch(v) is not None
+
+
+def check_record(rec: Mapping[str, Any], n_configs: int) -> None:
+    """Raise ValueError naming the field and the rule if a replayed record is malformed."""
+    kind = _need(rec, "type", lambda v: isinstance(v, str), "a string")
+    if kind == "suggest":
+        _need(rec, "id", _is_id, "an id '<boot>-<seq>'")
+        _need(rec, "index", lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < n_configs,
+              f"an integer in [0, {n_configs})")
+        _need(rec, "ts", _finite, "a finite number")
+    elif kind == "feedback":
+        _need(rec, "id", _is_id, "an id '<boot>-<seq>'")
+        _need(rec, "reward", _finite, "a finite number")
+    elif kind == "expire":
+        _need(rec, "ids", lambda v: isinstance(v, list) and all(_is_id(i) for i in v), "a list of ids")
+    elif kind == "observe":
+        configs = _need(rec, "configs", lambda v: isinstance(v, list) and all(isinstance(c, dict) for c in v),
+                        "a list of configurations")
+        _need(rec, "rewards", lambda v: isinstance(v, list) and len(v) == len(configs) and all(_finite(r) for r in v),
+              "a list of finite numbers, one per configuration")
+    elif kind == "warm_start":
+        _need(rec, "state", lambda v: isinstance(v, dict), "a strategy state (a JSON object)")
+    elif kind == "boot":
+        _need(rec, "boot", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1")
+    elif kind == "header":
+        raise ValueError("a second header record")
+    else:
+        raise ValueError(f"unknown record type {kind!r}")
+
+
+def replay(records: Sequence[tuple[int, Mapping[str, Any]]], apply: Callable[[Mapping[str, Any]], None],
+           path: str | os.PathLike[str], n_configs: int) -> int:
+    """Check and apply journal records in order; a bad one raises JournalError naming file and byte."""
+    for offset, rec in records:
+        try:
+            check_record(rec, n_configs)
+            apply(rec)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            detail = f"field {exc.args[0]!r} is missing" if isinstance(exc, KeyError) else str(exc)
+            raise JournalError(f"{path}: record at byte {offset} ({rec.get('type')!r}): {detail}") from None
+    return len(records)
+
+
+# -- the lock -------------------------------------------------------------------------------------
+class _Lock:
+    """An exclusive flock on ``<journal>.lock`` holding the owner's pid; released by close or exit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except IsADirectoryError:
+            raise JournalError(f"{path}: lock file path is a directory") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            try:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                journal = str(path)[: -len(".lock")]
+                raise JournalLocked(
+                    f"{journal}: journal is in use by another process (pid {holder}, lock {path}); "
+                    "one server per journal"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # drops the flock
+
+
+@dataclass
+class Recovery:
+    """What a restart found in a journal (the lock is held until :meth:`open` hands it on or
+    :meth:`release` drops it)."""
+
+    persistence: Persistence
+    header: dict[str, Any] | None  # None: a new (empty) journal
+    snapshot: dict[str, Any] | None  # a snapshot that matches the journal, or None
+    records: list[tuple[int, dict[str, Any]]]  # (byte offset, record) after the snapshot, header excluded
+    end: int
+    last_crc: int
+    lock: _Lock
+    require_crc: bool = True
+    _journal: "Journal | None" = field(default=None, repr=False)
+
+    def replay_all(self) -> None:
+        """Drop the snapshot and read every record (e.g. when the snapshot's state cannot be loaded)."""
+        records, self.end, self.last_crc = _scan(Path(self.persistence.path), 0, self.require_crc)
+        self.records = records[1:]
+        self.snapshot = None
+
+    def open(self) -> "Journal":
+        """The journal for appending (a torn tail is cut off); the lock passes to it."""
+        p = self.persistence
+        self._journal = Journal(p.path, valid_end=self.end, fsync=p.fsync, interval_ms=p.interval_ms,
+                                lock=self.lock, last_crc=self.last_crc)
+        return self._journal
+
+    def release(self) -> None:
+        if self._journal is None:
+            self.lock.release()
+
+
+def recover(p: Persistence, *, space: Any, settings: Mapping[str, Any]) -> Recovery:
+    """Lock ``p.path`` and read it: header checked against ``space`` and ``settings``, the
+    snapshot if it matches this journal's history, and the records after it."""
+    path = Path(p.path)
+    if path.is_dir():
+        raise JournalError(f"{path}: journal path is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise JournalError(f"{path}: cannot create the journal's directory ({exc.strerror})") from None
+    lock = _Lock(p.lock_path)
+    try:
+        return _read(p, path, lock, space, settings)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _read(p: Persistence, path: Path, lock: _Lock, space: Any, settings: Mapping[str, Any]) -> Recovery:
+    if not path.exists() or path.stat().st_size == 0:
+        return Recovery(p, None, None, [], 0, 0, lock)
+    with open(path, "rb") as fh:
+        first = fh.readline()
+    try:
+        header = _decode_line(first.rstrip(b"\n"), require_crc=False)
+    except ValueError as exc:
+        raise JournalError(f"{path}: record at byte 0 is not a journal header ({exc})") from None
+    if header.get("type") != "header" or header.get("kind") != "online":
+        raise JournalError(f"{path}: record at byte 0 must be an online journal header (type=header, kind=online)")
+    version = header.get("version")
+    if version not in (1, FORMAT):
+        raise JournalError(f"{path}: journal format {version!r} is not supported (this version reads 1 and {FORMAT})")
+    if not isinstance(header.get("journal_id"), str):
+        raise JournalError(f"{path}: record at byte 0: field 'journal_id' must be a string")
+    require_crc = version >= 2
+    try:
+        same_space = type(space).from_dict(header["space"]) == space
+    except (KeyError, TypeError, ValueError) as exc:
+        raise JournalError(f"{path}: record at byte 0: field 'space' is not a search space ({exc})") from None
+    if not same_space:
+        raise ValueError(f"space differs from the one journaled in {str(path)!r}: {header['space']!r}")
+    for key, value in settings.items():
+        if header.get(key) != value:
+            raise ValueError(
+                f"{key} must match the journal {str(path)!r} to resume it: journal has {header.get(key)!r}, got {value!r}"
+            )
+    snap = _matching_snapshot(p, path, header["journal_id"])
+    start = int(snap["offset"]) if snap is not None else 0
+    records, end, last_crc = _scan(path, start, require_crc)
+    if start == 0:
+        records = records[1:]
+    elif end == start:
+        last_crc = int(snap["last_crc"])  # type: ignore[index]
+    return Recovery(p, header, snap, records, end, last_crc, lock, require_crc)
+
+
+def _matching_snapshot(p: Persistence, path: Path, journal_id: str) -> dict[str, Any] | None:
+    snap = read_snapshot(p.snapshot_path)
+    if snap is None:
+        return None
+    offset = snap.get("offset")
+    size = path.stat().st_size
+    why = None
+    if snap.get("journal_id") != journal_id:
+        why = "it belongs to another journal (journal_id differs)"
+    elif not isinstance(offset, int) or not 0 < offset <= size:
+        why = f"its offset {offset!r} lies outside the journal ({size} bytes)"
+    elif not isinstance(snap.get("last_crc"), int):
+        why = "it records no checksum of the last record it covers (older format)"
+    elif _line_crc_before(path, offset) != snap["last_crc"]:
+        why = f"it covers another history (the record before byte {offset} is not the one it saw)"
+    elif not isinstance(snap.get("state"), dict):
+        why = "it has no state"
+    if why is not None:
+        warnings.warn(f"{p.snapshot_path}: not used, {why}; replaying the whole journal", stacklevel=4)
+        return None
+    return snap
+
+
+# -- writing --------------------------------------------------------------------------------------
 class Journal:
     """Appends records to ``path`` (truncated to ``valid_end`` first, dropping a torn tail).
 
     ``append`` returns a sequence number; ``wait(seq)`` / ``await wait_async(seq)`` return
-    once that record may be acknowledged under the fsync policy.
+    once that record may be acknowledged under the fsync policy (or raise
+    :class:`JournalUnavailable` if the journal failed).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, valid_end: int, fsync: FsyncPolicy = "always",
-                 interval_ms: float = 5.0) -> None:
+                 interval_ms: float = 5.0, lock: _Lock | None = None, last_crc: int = 0) -> None:
         self.path = Path(path)
         self.fsync = fsync
         self._interval = interval_ms / 1000.0
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
-        os.ftruncate(self._fd, valid_end)
-        os.lseek(self._fd, valid_end, os.SEEK_SET)
+        self._owned_lock = lock if lock is not None else _Lock(Path(str(path) + ".lock"))
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            os.ftruncate(self._fd, valid_end)
+            os.lseek(self._fd, valid_end, os.SEEK_SET)
+        except BaseException:
+            self._owned_lock.release()
+            raise
+        self._write = os.write  # tests replace this to inject faults
+        self._fdatasync = os.fdatasync
         self.offset = valid_end
+        self.last_crc = last_crc
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._done = threading.Condition(self._lock)
@@ -132,6 +485,7 @@ class Journal:
         self._want = 0  # highest record someone needs durable
         self._durable = 0
         self._closing = False
+        self.failed: str | None = None  # why the journal cannot be used any more
         self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
         self.syncs = 0
         self._flusher: threading.Thread | None = None
@@ -143,20 +497,51 @@ class Journal:
     def append(self, record: Mapping[str, Any], *, sync: bool = True) -> int:
         """Write one record; with ``sync=False`` no fsync is started for it (a later one covers it:
         e.g. a suggestion, whose loss in a power cut only makes its feedback "unknown")."""
-        line = encode_line(record)
+        return self.append_many((record,), sync=sync)
+
+    def append_many(self, records: Sequence[Mapping[str, Any]], *, sync: bool = True) -> int:
+        """Write records with one system call, all or none; returns the last one's sequence number."""
+        lines = [encode_line(r) for r in records]
+        data = b"".join(lines)
         with self._lock:
             if self._closing:
-                raise RuntimeError(f"journal {str(self.path)!r} is closed")
-            view = memoryview(line)
-            while view:
-                n = os.write(self._fd, view)
-                view = view[n:]
-            self.offset += len(line)
-            self._written += 1
+                raise JournalUnavailable(f"journal {str(self.path)!r} is closed")
+            if self.failed is not None:
+                raise JournalUnavailable(f"journal {str(self.path)!r} is unusable: {self.failed}")
+            view = memoryview(data)
+            try:
+                while view:
+                    n = self._write(self._fd, view)
+                    if n <= 0:
+                        raise OSError(errno.EIO, "write wrote nothing")
+                    view = view[n:]
+            except OSError as exc:
+                self._cut_back(exc)
+            self.offset += len(data)
+            self.last_crc = zlib.crc32(lines[-1])
+            self._written += len(lines)
             if sync and self.fsync == "always":
                 self._want = self._written
                 self._work.notify()
             return self._written
+
+    def _cut_back(self, exc: OSError) -> None:  # lock held; always raises
+        reason = exc.strerror or str(exc)
+        try:
+            os.ftruncate(self._fd, self.offset)
+            os.lseek(self._fd, self.offset, os.SEEK_SET)
+        except OSError as exc2:
+            self.failed = f"a write failed ({reason}) and the partial record could not be cut off ({exc2.strerror})"
+            self._fail_waiters()
+            raise JournalUnavailable(f"journal {str(self.path)!r}: {self.failed}") from None
+        raise JournalUnavailable(
+            f"journal {str(self.path)!r}: write failed ({reason}); cut back to byte {self.offset}, nothing recorded"
+        ) from None
+
+    def position(self) -> tuple[int, int, int]:
+        """(offset, CRC-32 of the last line, sequence number of the last record) at this moment."""
+        with self._lock:
+            return self.offset, self.last_crc, self._written
 
     def acked(self, seq: int) -> bool:
         return self.fsync != "always" or self._durable >= seq
@@ -166,13 +551,21 @@ class Journal:
             self._want = seq
             self._work.notify()
 
+    def _raise_failed(self) -> None:
+        raise JournalUnavailable(f"journal {str(self.path)!r} is unusable: {self.failed}")
+
     def wait(self, seq: int, timeout: float | None = None) -> bool:
         """Block until record ``seq`` may be acknowledged; False on timeout."""
         if self.acked(seq):
             return True
         with self._lock:
+            if self.failed is not None:
+                self._raise_failed()
             self._request(seq)
-            return self._done.wait_for(lambda: self._durable >= seq or self._closing, timeout)
+            ok = self._done.wait_for(lambda: self._durable >= seq or self._closing or self.failed is not None, timeout)
+            if self._durable < seq and self.failed is not None:
+                self._raise_failed()
+            return ok
 
     async def wait_async(self, seq: int) -> None:
         if self.acked(seq):
@@ -182,6 +575,8 @@ class Journal:
         with self._lock:
             if self._durable >= seq:
                 return
+            if self.failed is not None:
+                self._raise_failed()
             self._request(seq)
             self._async_waiters.append((seq, loop, fut))
         await fut
@@ -190,7 +585,12 @@ class Journal:
         """Make every appended record durable now."""
         with self._lock:
             target = self._written
-        os.fdatasync(self._fd)
+            if self.failed is not None:
+                self._raise_failed()
+        try:
+            self._fdatasync(self._fd)
+        except OSError as exc:
+            self._sync_failed(exc)
         self._mark_durable(target)
 
     # -- group commit -----------------------------------------------------------------------
@@ -209,11 +609,22 @@ class Journal:
                     else:
                         keep.append((seq, loop, fut))
                 self._async_waiters = keep
-        for loop, futs in ready.items():
-            try:
-                loop.call_soon_threadsafe(_resolve, futs)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
+        _wake(ready, None)
+
+    def _sync_failed(self, exc: OSError) -> None:
+        with self._lock:
+            if self.failed is None:
+                self.failed = f"fdatasync failed ({exc.strerror or exc}); what reached the disk is unknown, restart to re-read it"
+            self._fail_waiters()
+        self._raise_failed()
+
+    def _fail_waiters(self) -> None:  # lock held
+        ready: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
+        for _, loop, fut in self._async_waiters:
+            ready.setdefault(loop, []).append(fut)
+        self._async_waiters = []
+        self._done.notify_all()
+        _wake(ready, JournalUnavailable(f"journal {str(self.path)!r} is unusable: {self.failed}"))
 
     def _run(self) -> None:
         always = self.fsync == "always"
@@ -223,15 +634,18 @@ class Journal:
                     self._work.wait_for(lambda: self._want > self._durable or self._closing)
                 else:
                     self._work.wait(self._interval)
-                if self._closing and self._written <= self._durable:
+                if self.failed is not None or (self._closing and self._written <= self._durable):
                     return
                 target = self._written
                 if target <= self._durable:
                     continue
             try:
-                os.fdatasync(self._fd)
-            except OSError:  # closed under us during shutdown
-                return
+                self._fdatasync(self._fd)
+            except OSError as exc:
+                try:
+                    self._sync_failed(exc)
+                except JournalUnavailable:
+                    return
             self._mark_durable(target)
 
     def close(self) -> None:
@@ -240,46 +654,47 @@ class Journal:
                 return
             self._closing = True
             self._work.notify_all()
-        if self._flusher is not None:
-            self._flusher.join()
-        if self.fsync != "never":
-            os.fdatasync(self._fd)
-        self._mark_durable(self._written)
-        os.close(self._fd)
+        try:
+            if self._flusher is not None:
+                self._flusher.join()
+            if self.fsync != "never" and self.failed is None:
+                try:
+                    self._fdatasync(self._fd)
+                except OSError as exc:
+                    with self._lock:
+                        self.failed = f"fdatasync failed ({exc.strerror or exc})"
+                        self._fail_waiters()
+            if self.failed is None:
+                self._mark_durable(self._written)
+            else:
+                with self._lock:
+                    self._fail_waiters()
+        finally:
+            os.close(self._fd)
+            self._owned_lock.release()
 
 
-def _resolve(futs: list[asyncio.Future]) -> None:
+def _wake(ready: dict[asyncio.AbstractEventLoop, list[asyncio.Future]], exc: BaseException | None) -> None:
+    for loop, futs in ready.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, futs, exc)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+
+def _resolve(futs: list[asyncio.Future], exc: BaseException | None = None) -> None:
     for f in futs:
         if not f.done():
-            f.set_result(None)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            if exc is None:
+                f.set_result(None)
+            else:
+                f.set_exception(exc)
 
 
 def write_snapshot(path: str | os.PathLike[str], snapshot: Mapping[str, Any]) -> None:
     """Atomically replace ``path`` with ``snapshot`` (temp file, fsync, rename, fsync dir)."""
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
     data = json.dumps(snapshot, separators=(",", ":"), allow_nan=False).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, p)
-    _fsync_dir(p.parent)
+    atomic_write_bytes(path, data, fsync=True, fsync_dir=True)
 
 
 def read_snapshot(path: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -288,7 +703,7 @@ def read_snapshot(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     if not p.is_file():
         return None
     try:
-        data = json.loads(p.read_bytes())
+        data = json.loads(p.read_bytes(), parse_constant=_no_constant)
         if not isinstance(data, dict) or data.get("type") != "snapshot":
             raise ValueError("not a snapshot record")
         return data

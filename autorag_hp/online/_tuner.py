@@ -1,4 +1,10 @@
-"""The online tuner: a thread-safe suggest/feedback loop over an online policy, journaled."""
+"""The online tuner: a thread-safe suggest/feedback loop over a registered strategy, journaled.
+
+The strategy is the offline one (``make_strategy``), driven through its online hooks:
+``propose`` picks a configuration, ``commit`` / ``tell`` / ``expire`` / ``observe`` apply what
+the journal records, ``state`` / ``load`` snapshot it. With ``Stationary`` statistics and the
+same seed and rewards, the suggestions are exactly the offline ``ask`` sequence.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +16,27 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
+from autorag_hp._validation import check_positive_int
 from autorag_hp.objective import check_reward
 from autorag_hp.online._persistence import (
+    FORMAT,
     Journal,
     JournalError,
+    JournalUnavailable,
     Persistence,
-    read_snapshot,
+    Recovery,
+    recover,
+    replay,
     scan_journal,
     write_snapshot,
 )
-from autorag_hp.online._policies import Rng, make_policy
-from autorag_hp.online._stats import Discounted, SlidingWindow, Stationary, StatsRule, rule_from_dict
 from autorag_hp.space import SearchSpace
-from autorag_hp.strategies import Recommendation
+from autorag_hp.strategies import Proposal, Recommendation, Strategy, list_online_strategies, make_strategy
+from autorag_hp.strategies._stats import Stationary, StatsRule, parse_stats
 
 __all__ = [
     "OnlineTuner",
@@ -39,7 +49,6 @@ __all__ = [
     "ExpiredSuggestion",
 ]
 
-_FORMAT = 1
 _OBSERVE_CHUNK = 5_000
 
 
@@ -93,15 +102,23 @@ class Guardrail:
 
 @dataclass(frozen=True)
 class WarmStart:
-    """Start from an earlier run's journal (offline ``tune`` or online): ``mode="continue"``
-    replays its rewards, ``mode="reset"`` only checks it and starts fresh."""
+    """Start a new online journal from an earlier run's journal (offline ``tune`` or online).
+
+    ``mode="continue"``: the strategy continues as that run left it -- same strategy, options
+    and statistics required (an offline run is replayed ask by ask, so its upper and lower
+    arms, tagged pulls, current configuration and random generator are exactly restored;
+    asks of an unfinished round are dropped; from an online journal, its learned state with
+    the unanswered suggestions dropped). ``mode="observe"``: its rewards count as
+    observations of configurations we did not propose (any strategy; the hierarchical ones
+    credit every group's value and no upper arm). ``mode="reset"``: only checks the journal.
+    """
 
     path: str
-    mode: Literal["continue", "reset"] = "continue"
+    mode: Literal["continue", "observe", "reset"] = "continue"
 
     def __post_init__(self) -> None:
-        if self.mode not in ("continue", "reset"):
-            raise ValueError(f"mode must be 'continue' or 'reset', got {self.mode!r}")
+        if self.mode not in ("continue", "observe", "reset"):
+            raise ValueError(f"mode must be 'continue', 'observe' or 'reset', got {self.mode!r}")
         if not Path(self.path).is_file():
             raise FileNotFoundError(f"warm start journal {str(self.path)!r} does not exist")
 
@@ -110,8 +127,9 @@ class OnlineTuner:
     """Chooses a configuration per request and learns from late, missing or repeated feedback.
 
     Thread-safe: every method may be called from any number of threads. ``strategy`` is
-    one of :func:`list_online_strategies` (the offline strategies' rules); ``stats`` picks
-    stationary, discounted or sliding-window statistics. Unanswered suggestions expire
+    one of :func:`list_online_strategies`, built with ``make_strategy(strategy, space,
+    seed=seed, stats=stats, **options)`` and available as ``tuner.strategy``; ``stats``
+    picks stationary, discounted or sliding-window statistics (a rule or its string form). Unanswered suggestions expire
     after ``expiry_s`` seconds. With ``persistence`` every change is journaled and a
     restart on the same journal restores the state (see ``_persistence``).
     """
@@ -123,7 +141,7 @@ class OnlineTuner:
         strategy: str = "hier-ts",
         seed: int = 0,
         options: Mapping[str, Any] | None = None,
-        stats: StatsRule = Stationary(),
+        stats: StatsRule | str = Stationary(),
         expiry_s: float = 3600.0,
         guardrail: Guardrail | None = None,
         persistence: Persistence | None = None,
@@ -149,18 +167,22 @@ class OnlineTuner:
             raise ValueError(f"reward_range must be finite with low < high, got {reward_range!r}")
         if isinstance(remember_ids, bool) or not isinstance(remember_ids, int) or remember_ids < 1:
             raise ValueError(f"remember_ids must be an integer >= 1, got {remember_ids!r}")
+        online = list_online_strategies()
+        if strategy not in online:
+            raise ValueError(f"strategy must be one of {online} for online tuning, got {strategy!r}")
+        if options is not None and "stats" in options:
+            raise ValueError("options must not contain 'stats': pass the statistics rule as stats=...")
         self.space = space
-        self.strategy = strategy
         self.seed = int(seed)
         self.options = dict(options or {})
-        self.rule = stats
+        self.rule = parse_stats(stats)
         self.expiry_s = float(expiry_s)
         self.guardrail = guardrail
         self.persistence = persistence
         self.reward_range = (lo, hi)
         self._remember = remember_ids
         self._clock = clock
-        self.policy = make_policy(strategy, space, stats, **self.options)
+        self.strategy: Strategy = self._new_strategy(strategy)
 
         self._lock = threading.Lock()
         self._pending: OrderedDict[str, tuple[int, Any, float]] = OrderedDict()
@@ -183,21 +205,28 @@ class OnlineTuner:
         self.restored_from: dict[str, Any] = {"snapshot": False, "replayed": 0}
 
         fresh = True
-        if persistence is not None and Path(persistence.path).is_file() and Path(persistence.path).stat().st_size > 0:
-            self._restore(persistence)
-            fresh = False
-        elif persistence is not None:
-            Path(persistence.path).parent.mkdir(parents=True, exist_ok=True)
-            self._journal = Journal(persistence.path, valid_end=0, fsync=persistence.fsync,
-                                    interval_ms=persistence.interval_ms)
-            self._journal.append(self._header(warm_start))
+        if persistence is not None:  # locks the journal before anything is read or written
+            recovery = recover(persistence, space=space, settings=self.settings())
+            try:
+                if recovery.header is not None:
+                    self._restore(recovery)
+                    fresh = False
+                else:
+                    self._journal = recovery.open()
+                    self._journal.append(self._header(warm_start))
+            except BaseException:
+                recovery.release()
+                raise
         self.boot += 1
-        self._rng = Rng([self.seed, self.boot])
+        if self.boot > 1:  # a restart: the generator's state is not journaled, so each boot reseeds it
+            self.strategy.rng = np.random.default_rng([self.seed, self.boot])
         if fresh:
-            if hasattr(self.policy, "current"):
-                self.policy.current = [self._rng.py.randrange(s) for s in space.sizes]
             if warm_start is not None:
-                self._warm_start(warm_start)
+                try:
+                    self._warm_start(warm_start)
+                except BaseException:
+                    self._abandon()  # releases the journal's lock
+                    raise
         if self._journal is not None:
             seq = self._journal.append({"type": "boot", "boot": self.boot, "ts": self._clock()})
             self._journal.sync()
@@ -212,7 +241,7 @@ class OnlineTuner:
     def settings(self) -> dict[str, Any]:
         """What must match when a journal is reopened."""
         return {
-            "strategy": self.strategy,
+            "strategy": self.strategy.name,
             "options": self.options,
             "seed": self.seed,
             "stats": self.rule.to_dict(),
@@ -222,7 +251,7 @@ class OnlineTuner:
         return {
             "type": "header",
             "kind": "online",
-            "version": _FORMAT,
+            "version": FORMAT,
             "journal_id": self._journal_id,
             "space": self.space.to_dict(),
             **self.settings(),
@@ -233,27 +262,40 @@ class OnlineTuner:
     # -- the public API ---------------------------------------------------------------------
     def suggest(self) -> Suggestion:
         """The configuration to serve next, with an id to report its reward under."""
+        return self.suggest_many(1)[0]
+
+    def suggest_many(self, n: int) -> list[Suggestion]:
+        """``n`` configurations to serve, chosen as ``n`` calls of :meth:`suggest` would choose them
+        (under one lock; the journal records them without an fsync, as single suggestions).
+
+        If the journal fails part-way, JournalUnavailable is raised; the suggestions already
+        journaled stay pending (and expire unanswered)."""
+        check_positive_int("n", n)
+        out = []
         with self._lock:
             if self._closing:
                 raise RuntimeError("the tuner is closed")
             now = self._clock()
             self._sweep(now)
-            index, tag = self.policy.propose(self._rng)
-            veto = False
-            if self.guardrail is not None and self._vetoed(index):
-                index, tag, veto = self._guard_ref, None, True
-            self._seq += 1
-            sid = f"{self.boot}-{self._seq}"
-            config = self.space.config(index)
-            if self._journal is not None:
-                rec = {"type": "suggest", "id": sid, "index": index, "config": config, "tag": tag, "ts": now}
-                if veto:
-                    rec["veto"] = True
-                self._journal.append(rec, sync=False)
-                self._since_snapshot += 1
-            self._apply_suggest(sid, index, tag, now, veto)
+            for _ in range(int(n)):
+                proposal = self.strategy.propose()
+                index, tag = self.space.index_of_coords(proposal.coords), proposal.tag
+                veto = False
+                if self.guardrail is not None and self._vetoed(index):
+                    index, tag, veto = self._guard_ref, None, True
+                self._seq += 1
+                sid = f"{self.boot}-{self._seq}"
+                config = self.space.config(index)
+                if self._journal is not None:
+                    rec = {"type": "suggest", "id": sid, "index": index, "config": config, "tag": tag, "ts": now}
+                    if veto:
+                        rec["veto"] = True
+                    self._journal.append(rec, sync=False)  # journal first: a failed write changes nothing
+                    self._since_snapshot += 1
+                self._apply_suggest(sid, index, tag, now, veto)
+                out.append(Suggestion(sid, config, now + self.expiry_s))
             self._maybe_snapshot()
-        return Suggestion(sid, config, now + self.expiry_s)
+        return out
 
     def feedback(self, id: str, reward: float, *, wait: bool = True) -> int:
         """Count ``reward`` for suggestion ``id`` once.
@@ -285,6 +327,55 @@ class OnlineTuner:
             self._journal.wait(seq)  # type: ignore[union-attr]
         return seq
 
+    def feedback_many(self, items: Sequence[tuple[str, float]], *, wait: bool = True) -> tuple[list[ValueError | None], int]:
+        """Count several ``(id, reward)`` pairs with one journal write (so one fsync covers them).
+
+        Returns, per item, None (counted) or the exception :meth:`feedback` would have raised
+        for it (an id repeated within the batch counts once, later copies are duplicates), and
+        the ticket of the write. Valid items count even when others fail; if the journal write
+        fails, JournalUnavailable is raised and none of them counts.
+        """
+        outcomes: list[ValueError | None] = [None] * len(items)
+        values: dict[int, float] = {}
+        for k, (sid, reward) in enumerate(items):
+            try:
+                values[k] = self._check_reward(reward)
+                if not isinstance(sid, str):
+                    raise ValueError(f"id must be a string returned by suggest(), got {sid!r}")
+            except ValueError as exc:
+                values.pop(k, None)
+                outcomes[k] = exc
+        with self._lock:
+            self._rejected["invalid"] += len(items) - len(values)
+            self._sweep(self._clock())
+            ts = self._clock()
+            taken: set[str] = set()
+            records, counted = [], []
+            for k, value in values.items():
+                sid = items[k][0]
+                try:
+                    if sid in taken:
+                        self._rejected["duplicate"] += 1
+                        raise DuplicateFeedback(f"id {sid!r}: feedback was already received earlier in this batch; it counts once")
+                    if sid not in self._pending:
+                        self._reject(sid)
+                except FeedbackRejected as exc:
+                    outcomes[k] = exc
+                    continue
+                taken.add(sid)
+                records.append({"type": "feedback", "id": sid, "reward": value, "ts": ts})
+                counted.append((sid, value))
+            seq = 0
+            if records and self._journal is not None:
+                seq = self._journal.append_many(records)  # all or nothing, before any state changes
+                self._since_snapshot += len(records)
+            for sid, value in counted:
+                self._apply_feedback(sid, value)
+            self._maybe_snapshot()
+        if wait and seq:
+            self._journal.wait(seq)  # type: ignore[union-attr]
+        return outcomes, seq
+
     def observe(self, config: Mapping[str, Any], reward: float, *, wait: bool = True) -> int:
         """Count a reward for a configuration that was not suggested (e.g. measured offline)."""
         index = self.space.index(config)
@@ -305,40 +396,17 @@ class OnlineTuner:
             await self._journal.wait_async(ticket)
 
     def best(self, n: int = 1) -> list[Recommendation]:
-        """The ``n`` configurations with the highest estimated (discounted or windowed) mean reward.
-
-        Only configurations with rewards are listed. As in the offline hierarchical
-        strategies, a configuration's mean is shrunk toward the overall mean by one
-        pseudo-reward, so one lucky reward does not top the list:
-        estimate = (sum + mu) / (pulls + 1), interval = estimate +- 1.96 * sigma / sqrt(pulls + 1).
-        ``pulls`` is the effective (possibly fractional) number of rewards.
-        """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        """The strategy's own ``best(n)`` (the offline code): its estimates under the
+        (possibly discounted or windowed) statistics; ``pulls`` is an effective count."""
         with self._lock:
-            arrays = self.policy.joint.arrays()
-            sigma = self.policy.joint.noise_std(arrays)
-            version = self.policy.joint.version
-        index, cnt, s, _ = arrays
-        if len(index) == 0:
-            return []
-        mu = float(s.sum() / cnt.sum())
-        est = (s + mu) / (cnt + 1.0)
-        jitter = np.random.default_rng([self.seed, version, 0xBE57]).random(len(index))
-        order = np.lexsort((jitter, -cnt, -est))[: int(n)]
-        out = []
-        for i in order:
-            half = 1.96 * sigma / math.sqrt(cnt[i] + 1.0)
-            m = float(est[i])
-            out.append(Recommendation(self.space.config(int(index[i])), m, float(cnt[i]), m - half, m + half))
-        return out
+            return self.strategy.best(n)
 
     def stats(self) -> dict[str, Any]:
         """Counters (lifetime of the journal), pending suggestions and rejected feedback."""
         with self._lock:
             self._sweep(self._clock())
             out: dict[str, Any] = {
-                "strategy": self.strategy,
+                "strategy": self.strategy.name,
                 "stats": self.rule.to_dict(),
                 "configs": len(self.space),
                 **self._n,
@@ -361,13 +429,12 @@ class OnlineTuner:
 
     def snapshot(self) -> None:
         """Write a snapshot now (also done every ``snapshot_every`` records and on close)."""
-        if self._journal is None or self.persistence is None:
-            return
+        if self._journal is None or self.persistence is None or self._journal.failed:
+            return  # a failed journal: the restart re-reads it
         with self._snapshot_lock:  # one writer at a time, offsets only grow
             with self._lock:
                 state = self._state()
-                offset = self._journal.offset
-                seq = self._journal._written
+                offset, last_crc, seq = self._journal.position()
                 self._since_snapshot = 0
             if offset <= self._snapshot_offset:
                 return
@@ -375,8 +442,8 @@ class OnlineTuner:
             if self._journal.fsync != "always":
                 self._journal.sync()
             write_snapshot(self.persistence.snapshot_path, {
-                "type": "snapshot", "version": _FORMAT, "journal_id": self._journal_id,
-                "offset": offset, "ts": self._clock(), "state": state,
+                "type": "snapshot", "version": FORMAT, "journal_id": self._journal_id,
+                "offset": offset, "last_crc": last_crc, "ts": self._clock(), "state": state,
             })
             self._snapshot_offset = offset
 
@@ -390,8 +457,10 @@ class OnlineTuner:
             self._snapshot_wanted.set()
             self._snapshot_thread.join()
         if self._journal is not None:
-            self.snapshot()
-            self._journal.close()
+            try:
+                self.snapshot()
+            finally:
+                self._journal.close()
 
     def _abandon(self) -> None:
         """Stop without a final snapshot, as a crash would (for tests)."""
@@ -415,7 +484,7 @@ class OnlineTuner:
         lo, hi = self.reward_range
         if not lo <= value <= hi:
             raise ValueError(f"reward must satisfy {lo:g} <= reward <= {hi:g}, got {reward!r}")
-        self.policy.check_reward(value)
+        self.strategy.validate_reward(value)
         return value
 
     def _reject(self, id: str) -> None:
@@ -435,27 +504,24 @@ class OnlineTuner:
     def _vetoed(self, index: int) -> bool:
         g = self.guardrail
         assert g is not None
-        joint = self.policy.joint
+        stats = self.strategy.stats
+        version = self.strategy.n_told
         cache = self._guard_cache
-        if cache is None or joint.version - cache[0] >= 64:
-            arrays = joint.arrays()
-            idx, n, s, _ = arrays
-            ok = n >= g.min_pulls
-            if ok.any():
-                means = np.where(ok, s / np.maximum(n, 1e-300), -np.inf)
-                k = int(np.argmax(means))
-                self._guard_ref = int(idx[k])
-                cache = (joint.version, float(means[k]), joint.noise_std(arrays))
-            else:
-                self._guard_ref = -1
-                cache = (joint.version, math.nan, 0.0)
+        if cache is None or version - cache[0] >= 64:
+            best_mean, ref = -math.inf, -1
+            for coords, (n, s, _) in stats.items():
+                if n >= g.min_pulls and s / n > best_mean:
+                    best_mean, ref = s / n, self.space.index_of_coords(coords)
+            self._guard_ref = ref
+            cache = (version, best_mean, stats.noise_std()) if ref >= 0 else (version, math.nan, 0.0)
             self._guard_cache = cache
         if self._guard_ref < 0 or index == self._guard_ref:
             return False
-        n, mean = joint.row(index)
-        if n < g.min_pulls:
+        row = stats.row(self.space.coords_of_index(index))
+        if row is None or row[0] < g.min_pulls:
             return False
-        return mean + g.z * cache[2] / math.sqrt(n) < cache[1] - g.margin
+        n, s, _ = row
+        return s / n + g.z * cache[2] / math.sqrt(n) < cache[1] - g.margin
 
     # -- state changes (shared by live calls and journal replay) ---------------------------------
     def _sweep(self, now: float) -> None:
@@ -482,7 +548,7 @@ class OnlineTuner:
             self._closed.popitem(last=False)
 
     def _apply_suggest(self, sid: str, index: int, tag: Any, ts: float, veto: bool) -> None:
-        self.policy.on_suggest(index, tag)
+        self.strategy.commit(Proposal(self.space.coords_of_index(index), tag))
         self._pending[sid] = (index, tag, ts)
         self._n["suggestions"] += 1
         if veto:
@@ -490,7 +556,7 @@ class OnlineTuner:
 
     def _apply_feedback(self, sid: str, reward: float) -> None:
         index, tag, _ = self._pending.pop(sid)
-        self.policy.on_reward(index, tag, reward)
+        self.strategy.answer(Proposal(self.space.coords_of_index(index), tag), reward)
         self._remember_closed(sid, True)
         self._n["feedback"] += 1
         self._reward_sum += reward
@@ -500,13 +566,13 @@ class OnlineTuner:
             item = self._pending.pop(sid, None)
             if item is None:
                 continue
-            self.policy.on_expire(item[0], item[1])
+            self.strategy.expire(Proposal(self.space.coords_of_index(item[0]), item[1]))
             self._remember_closed(sid, False)
             self._n["expired"] += 1
 
     def _apply_observe(self, indices: list[int], rewards: list[float]) -> None:
         for i, r in zip(indices, rewards):
-            self.policy.on_reward(i, None, r)
+            self.strategy.observe(self.space.config(i), r)
         self._n["observations"] += len(indices)
 
     def _append_observe(self, indices: list[int], rewards: list[float]) -> int:
@@ -531,56 +597,29 @@ class OnlineTuner:
             self._apply_expire(list(rec["ids"]))
         elif kind == "observe":
             self._apply_observe([self.space.index(c) for c in rec["configs"]], [float(r) for r in rec["rewards"]])
+        elif kind == "warm_start":
+            self.strategy.load(rec["state"])
         elif kind == "boot":
             self.boot = max(self.boot, int(rec["boot"]))
         elif kind == "header":
             raise JournalError("a second header record in the journal")
 
     # -- restore, warm start, snapshots -----------------------------------------------------------
-    def _restore(self, p: Persistence) -> None:
-        with open(p.path, "rb") as fh:
-            first = fh.readline()
-        try:
-            import json
-
-            header = json.loads(first)
-        except ValueError:
-            raise JournalError(f"{p.path}: line 1 is not a header record") from None
-        if not isinstance(header, dict) or header.get("type") != "header" or header.get("kind") != "online":
-            raise JournalError(f"{p.path}: line 1 must be an online journal header (type=header, kind=online)")
-        if SearchSpace.from_dict(header["space"]) != self.space:
-            raise ValueError(f"space differs from the one journaled in {str(p.path)!r}: {header['space']!r}")
-        for key, value in self.settings().items():
-            if header.get(key) != value:
-                raise ValueError(
-                    f"{key} must match the journal {str(p.path)!r} to resume it: journal has {header.get(key)!r}, got {value!r}"
-                )
-        self._journal_id = header["journal_id"]
-        snap = read_snapshot(p.snapshot_path)
-        start = 0
-        size = Path(p.path).stat().st_size
-        if snap is not None and snap.get("journal_id") == self._journal_id and 0 < snap.get("offset", -1) <= size:
-            with open(p.path, "rb") as fh:
-                fh.seek(snap["offset"] - 1)
-                boundary = fh.read(1) == b"\n"
-            if boundary:
-                try:
-                    self._load_state(snap["state"])
-                    start = int(snap["offset"])
-                    self.restored_from["snapshot"] = True
-                except (KeyError, TypeError, ValueError) as exc:
-                    warnings.warn(f"{p.snapshot_path}: ignoring an inconsistent snapshot ({exc})", stacklevel=3)
-                    self._reset_state()
-        records, end = scan_journal(p.path, start)
-        if start == 0:
-            records = records[1:]
-        for rec in records:
-            self._apply_record(rec)
-        self.restored_from["replayed"] = len(records)
-        self._journal = Journal(p.path, valid_end=end, fsync=p.fsync, interval_ms=p.interval_ms)
+    def _restore(self, rec: Recovery) -> None:
+        self._journal_id = rec.header["journal_id"]  # type: ignore[index]
+        if rec.snapshot is not None:
+            try:
+                self._load_state(rec.snapshot["state"])
+                self.restored_from["snapshot"] = True
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                warnings.warn(f"{rec.persistence.snapshot_path}: ignoring an inconsistent snapshot ({exc})", stacklevel=3)
+                self._reset_state()
+                rec.replay_all()
+        self.restored_from["replayed"] = replay(rec.records, self._apply_record, rec.persistence.path, len(self.space))
+        self._journal = rec.open()
 
     def _reset_state(self) -> None:
-        self.policy = make_policy(self.strategy, self.space, self.rule, **self.options)
+        self.strategy = self._new_strategy(self.strategy.name)
         self._pending.clear()
         self._closed.clear()
         self.boot = 0
@@ -594,11 +633,11 @@ class OnlineTuner:
             "reward_sum": self._reward_sum,
             "pending": [[sid, i, tag, ts] for sid, (i, tag, ts) in self._pending.items()],
             "closed": [[sid, int(a)] for sid, a in self._closed.items()],
-            "policy": self.policy.state(),
+            "strategy": self.strategy.state(),
         }
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
-        self.policy.load(state["policy"])
+        self.strategy.load(state["strategy"])
         self.boot = int(state["boot"])
         self._n.update({k: int(v) for k, v in state["counters"].items()})
         self._reward_sum = float(state["reward_sum"])
@@ -619,10 +658,22 @@ class OnlineTuner:
                 return
             try:
                 self.snapshot()
-            except OSError as exc:  # the journal still has everything; try again next time
+            except (OSError, JournalUnavailable) as exc:  # the journal still has everything; try again next time
                 warnings.warn(f"snapshot failed: {exc}", stacklevel=2)
 
+    def _new_strategy(self, name: str) -> Strategy:
+        return make_strategy(name, self.space, seed=self.seed, stats=self.rule, **self.options)
+
     def _warm_start(self, ws: WarmStart) -> None:
+        if ws.mode == "continue":
+            state = self._continued_state(ws.path)
+            with self._lock:
+                if self._journal is not None:  # replayed by loading the state, not by reading the source
+                    self._journal.append({"type": "warm_start", "mode": ws.mode, "source": str(ws.path),
+                                          "state": state, "ts": self._clock()})
+                    self._since_snapshot += 1
+                self.strategy.load(state)
+            return
         pairs = read_rewards(ws.path, self.space)
         if ws.mode == "reset":
             return
@@ -633,6 +684,49 @@ class OnlineTuner:
                 rew = [self._check_reward(r) for _, r in chunk]
                 self._append_observe(idx, rew)
                 self._apply_observe(idx, rew)
+
+
+    def _continued_state(self, path: str) -> dict[str, Any]:
+        """The strategy state at the end of the run journaled in ``path`` (see :class:`WarmStart`)."""
+        records, _ = scan_journal(path)
+        if not records or records[0].get("type") != "header":
+            raise JournalError(f"{path}: line 1 must be a header record")
+        header = records[0]
+        if header.get("space") != self.space.to_dict():
+            raise ValueError(f"warm start journal {path!r}: its search space differs from the tuner's")
+        online = header.get("kind") == "online"
+        try:  # the journal's strategy, rebuilt (this also normalises omitted default options)
+            stats = header.get("stats") if online else None
+            theirs = make_strategy(header["strategy"], self.space, seed=int(header["seed"]), stats=stats,
+                                   **header["options"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"warm start journal {path!r}: cannot rebuild its strategy from the header ({exc})") from None
+        mine = self.strategy.describe()
+        if (theirs.name, theirs.describe()["options"]) != (mine["strategy"], mine["options"]):
+            raise ValueError(
+                f"warm start 'continue' needs the journal's strategy, options and statistics: {path!r} has "
+                f"strategy={theirs.name!r}, options={theirs.describe()['options']!r}; this tuner has "
+                f"strategy={mine['strategy']!r}, options={mine['options']!r} "
+                "(mode='observe' counts its rewards in any strategy)"
+            )
+        if online:
+            scratch = OnlineTuner(self.space, strategy=header["strategy"], seed=int(header["seed"]),
+                                  options=header["options"], stats=self.rule, reward_range=self.reward_range)
+            for rec in records[1:]:
+                scratch._apply_record(rec)
+            scratch._apply_expire(list(scratch._pending))  # unanswered suggestions: their rewards will not come
+            state = scratch.strategy.state()
+            state["rng"] = np.random.default_rng(self.seed).bit_generator.state
+            return state
+        from autorag_hp.journal import read_journal
+        from autorag_hp.tuner import _replay
+
+        header, pulls = read_journal(path)
+        _, unfinished = _replay(theirs, header, pulls, Path(path))
+        for *_, config in unfinished:  # asks of a round cut short: no suggestion id will answer them
+            coords = self.space.coords(config)
+            theirs.expire(Proposal(coords, theirs.pending[coords][-1]))
+        return theirs.state()
 
 
 def read_rewards(path: str | Path, space: SearchSpace) -> list[tuple[int, float]]:

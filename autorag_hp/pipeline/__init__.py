@@ -30,11 +30,18 @@ from autorag_hp.pipeline._generators import (
     make_generator,
     register_generator,
 )
-from autorag_hp.pipeline.adapter import FunctionPipeline, PipelineOutputError, function_pipeline
+from autorag_hp.pipeline._cached import CachedPipeline, code_fingerprint, pipeline_fingerprint
+from autorag_hp.pipeline.adapter import FunctionPipeline, PipelineOutputError, PipelineSignatureError, function_pipeline
 from autorag_hp.pipeline._grid import GridResult, run_grid
+from autorag_hp.pipeline._judge import JudgeCorrectness, JudgeFaithfulness, JudgeOutputError, JudgeTemplate
 from autorag_hp.pipeline._metrics import (
     QUALITY_METRICS,
+    Metric,
     answer_in_context,
+    list_metrics,
+    make_metric,
+    register_metric,
+    score_batch,
     exact_match,
     gold_recall,
     normalize_answer,
@@ -43,6 +50,7 @@ from autorag_hp.pipeline._metrics import (
     token_f1,
 )
 from autorag_hp.pipeline._objective import PipelineObjective
+from autorag_hp.pipeline._semantic import SemanticSimilarity
 from autorag_hp.pipeline._protocol import Passage, PipelineResult, Question, RAGPipeline
 from autorag_hp.pipeline._reference import ReferencePipeline
 from autorag_hp.pipeline._retrievers import (
@@ -91,7 +99,11 @@ __all__ = [
     "EndpointResponseError",
     "FunctionPipeline",
     "PipelineOutputError",
+    "PipelineSignatureError",
     "function_pipeline",
+    "CachedPipeline",
+    "code_fingerprint",
+    "pipeline_fingerprint",
     # evaluation
     "QADataset",
     "load_dataset",
@@ -108,6 +120,16 @@ __all__ = [
     "answer_in_context",
     "gold_recall",
     "score_result",
+    "score_batch",
+    "Metric",
+    "make_metric",
+    "list_metrics",
+    "register_metric",
+    "SemanticSimilarity",
+    "JudgeCorrectness",
+    "JudgeFaithfulness",
+    "JudgeTemplate",
+    "JudgeOutputError",
     "reward",
     "PipelineObjective",
     "run_grid",

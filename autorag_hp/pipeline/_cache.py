@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -19,13 +18,14 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from autorag_hp._io import atomic_write_bytes, atomic_write_text
+
 __all__ = [
     "default_cache_dir",
     "content_hash",
-    "atomic_write_bytes",
-    "atomic_write_text",
     "ArrayStore",
     "JsonStore",
+    "JsonShardStore",
 ]
 
 _DIGEST = 16  # bytes of blake2b per key
@@ -45,30 +45,6 @@ def content_hash(*parts: str | bytes) -> str:
         h.update(len(b).to_bytes(8, "little"))
         h.update(b)
     return h.hexdigest()
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _key_bytes(key: str) -> bytes:
@@ -227,3 +203,94 @@ class JsonStore:
             for p in self.dir.glob("*/*.json"):
                 if p.stem not in seen:
                     yield p.stem
+
+
+class JsonShardStore:
+    """A persistent map from content-hash keys to JSON records, written in shards.
+
+    Like :class:`ArrayStore` for JSON values: each :meth:`put_many` writes one JSON-lines
+    shard (``{"k": key, "v": value}`` per line) atomically, so a batch of records costs one
+    file; the namespace is read into memory on first use and merged into one shard when
+    more than ``max_shards`` accumulate. Used for wrapped stacks' outcomes (one record per
+    configuration and question). ``root=None`` keeps everything in memory only.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None, namespace: str, *, max_shards: int = 64):
+        if not namespace or any(c in namespace for c in "\\:") or ".." in namespace:
+            raise ValueError(f"namespace must be a non-empty relative folder name, got {namespace!r}")
+        self.dir = Path(root) / namespace if root is not None else None
+        self.max_shards = int(max_shards)
+        self._index: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled for remote executors: the files, not the memory
+        return {"dir": self.dir, "max_shards": self.max_shards}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(None, "x", max_shards=state["max_shards"])
+        self.dir = state["dir"]
+
+    def _load(self) -> dict[str, Any]:
+        if self._index is not None:
+            return self._index
+        index: dict[str, Any] = {}
+        if self.dir is not None and self.dir.is_dir():
+            for shard in sorted(self.dir.glob("*.jsonl")):
+                try:
+                    records = [json.loads(line) for line in shard.read_text(encoding="utf-8").splitlines() if line]
+                    part = {r["k"]: r["v"] for r in records}
+                except Exception as exc:  # an unreadable shard is skipped, never half-used
+                    warnings.warn(f"ignoring unreadable cache shard {shard}: {exc}", RuntimeWarning, stacklevel=3)
+                    continue
+                index.update(part)
+        self._index = index
+        return index
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._load()
+
+    def get(self, key: str) -> Any | None:
+        _key_bytes(key)
+        return self._load().get(key)
+
+    def put_many(self, items: Sequence[tuple[str, Any]]) -> None:
+        """Store each ``(key, value)``; one shard write. Values must be JSON-able."""
+        lines = []
+        for key, value in items:
+            _key_bytes(key)
+            lines.append(json.dumps({"k": key, "v": value}))  # fails before anything is written
+        if not lines:
+            return
+        with self._lock:
+            index = self._load()
+            for key, value in items:
+                index[key] = value
+            if self.dir is None:
+                return
+            text = "\n".join(lines) + "\n"
+            atomic_write_text(self.dir / f"{content_hash(text)}.jsonl", text, fsync=False)
+            shards = list(self.dir.glob("*.jsonl"))
+            if len(shards) > self.max_shards:
+                self._compact(shards)
+
+    def _compact(self, shards: list[Path]) -> None:
+        """Merge all shards into one (their lines, concatenated): write it first, then remove the parts."""
+        assert self.dir is not None
+        parts = []
+        for shard in sorted(shards):
+            try:
+                parts.append(shard.read_text(encoding="utf-8"))
+            except OSError:  # removed by another process's merge meanwhile: its lines are in that merge
+                continue
+        text = "".join(p if p.endswith("\n") else p + "\n" for p in parts if p)
+        merged = self.dir / f"{content_hash(text)}.jsonl"
+        atomic_write_text(merged, text, fsync=False)
+        for s in shards:
+            if s != merged:
+                try:
+                    s.unlink()
+                except FileNotFoundError:
+                    pass

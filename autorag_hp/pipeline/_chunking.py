@@ -16,6 +16,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from autorag_hp._registry import Registry
+from autorag_hp._validation import check_positive_int
 from autorag_hp.pipeline._protocol import Passage
 
 __all__ = [
@@ -83,18 +85,19 @@ def _hf(name_or_path: str) -> Tokenizer:
     return Tokenizer(f"hf:{name_or_path}", lambda s: len(tok(s, add_special_tokens=False)["input_ids"]))
 
 
-_TOKENIZERS: dict[str, Callable[[], Tokenizer]] = {
+_TOKENIZERS: Registry[Callable[[], Tokenizer]] = Registry("tokenizer", {
     "words": _words,
     "cl100k_base": _tiktoken("cl100k_base"),
     "o200k_base": _tiktoken("o200k_base"),
-}
+})
 
 
-def register_tokenizer(name: str, factory: Callable[[], Tokenizer]) -> None:
-    """Make ``get_tokenizer(name)`` return ``factory()``."""
+def register_tokenizer(name: str, factory: Callable[[], Tokenizer], *, replace: bool = False) -> None:
+    """Make ``get_tokenizer(name)`` return ``factory()``; a name already registered is refused
+    unless ``replace=True``."""
     if not isinstance(name, str) or not name or ":" in name:
         raise ValueError(f"tokenizer name must be a non-empty string without ':', got {name!r}")
-    _TOKENIZERS[name] = factory
+    _TOKENIZERS.register(name, factory, replace=replace)
     get_tokenizer.cache_clear()
 
 
@@ -107,10 +110,9 @@ def get_tokenizer(name: str) -> Tokenizer:
     """A registered tokenizer (``words``, ``cl100k_base``, ...) or ``hf:<name or path>``."""
     if isinstance(name, str) and name.startswith("hf:") and len(name) > 3:
         return _hf(name[3:])
-    factory = _TOKENIZERS.get(name)
-    if factory is None:
+    if not isinstance(name, str) or name not in _TOKENIZERS:
         raise ValueError(f"tokenizer must be one of {list_tokenizers()}, got {name!r}")
-    return factory()
+    return _TOKENIZERS.get(name)()
 
 
 # --------------------------------------------------------------------------- sentences
@@ -156,8 +158,7 @@ class Chunking:
     tokenizer: str = "cl100k_base"
 
     def __post_init__(self) -> None:
-        if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, (int, np.integer)) or self.chunk_size <= 0:
-            raise ValueError(f"chunk_size must be a positive integer, got {self.chunk_size!r}")
+        check_positive_int("chunk_size", self.chunk_size)
         if isinstance(self.overlap, bool) or not isinstance(self.overlap, (int, np.integer)) or self.overlap < 0:
             raise ValueError(f"overlap must be a non-negative integer, got {self.overlap!r}")
         if self.overlap >= self.chunk_size:

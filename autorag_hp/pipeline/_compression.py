@@ -20,6 +20,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from autorag_hp._registry import Registry
+
 __all__ = [
     "Compressor",
     "NoCompressor",
@@ -210,20 +212,17 @@ def _prepare_tiktoken_cache(tiktoken_ext_dir: str) -> None:
     os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
 
 
-_COMPRESSORS: dict[str, Callable[[], Compressor]] = {
+_COMPRESSORS: Registry[Callable[[], Compressor]] = Registry("compressor", {
     "none": NoCompressor,
     "extractive": ExtractiveCompressor,
     "llmlingua": LLMLinguaCompressor,
-}
+})
 
 
-def register_compressor(name: str, factory: Callable[[], Compressor]) -> None:
-    """Make ``name`` a valid ``compressor`` value; ``factory()`` returns a :class:`Compressor`."""
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"compressor name must be a non-empty string, got {name!r}")
-    if not callable(factory):
-        raise ValueError(f"factory for compressor {name!r} must be callable, got {factory!r}")
-    _COMPRESSORS[name] = factory
+def register_compressor(name: str, factory: Callable[[], Compressor], *, replace: bool = False) -> None:
+    """Make ``name`` a valid ``compressor`` value; ``factory()`` returns a :class:`Compressor`.
+    A name already registered is refused unless ``replace=True``."""
+    _COMPRESSORS.register(name, factory, replace=replace)
 
 
 def list_compressors() -> list[str]:
@@ -231,10 +230,6 @@ def list_compressors() -> list[str]:
 
 
 def make_compressor(name: str) -> Compressor:
-    factory = _COMPRESSORS.get(name) if isinstance(name, str) else None
-    if factory is None:
+    if not isinstance(name, str) or name not in _COMPRESSORS:
         raise ValueError(f"compressor must be one of {list_compressors()}, got {name!r}")
-    obj = factory()
-    if not isinstance(obj, Compressor):
-        raise ValueError(f"factory for compressor {name!r} must return a Compressor, got {type(obj).__name__}")
-    return obj
+    return _COMPRESSORS.build(name, instance_of=Compressor)

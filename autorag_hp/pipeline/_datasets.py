@@ -25,6 +25,8 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
+from autorag_hp._registry import Registry
+from autorag_hp._validation import check_positive_int
 from autorag_hp.pipeline._cache import content_hash
 from autorag_hp.pipeline._protocol import Passage, Question
 
@@ -94,8 +96,7 @@ class QADataset:
 
     def sample(self, n: int, *, seed: int = 0) -> "QADataset":
         """A dataset with ``n`` questions drawn without replacement (same corpus)."""
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        check_positive_int("n", n)
         rng = np.random.default_rng(seed)
         idx = sorted(rng.choice(len(self.questions), size=min(n, len(self.questions)), replace=False).tolist())
         return QADataset(f"{self.name}[{n}]", self.corpus, tuple(self.questions[i] for i in idx))
@@ -314,14 +315,14 @@ def load_hf(
     return QADataset(name or p.stem or str(source), tuple(passages.values()), tuple(qs))
 
 
-_LOADERS: dict[str, Callable[..., QADataset]] = {"squad": load_squad, "jsonl": load_jsonl, "hf": load_hf}
+_LOADERS: Registry[Callable[..., QADataset]] = Registry("format", {"squad": load_squad, "jsonl": load_jsonl,
+                                                                  "hf": load_hf})
 
 
-def register_loader(fmt: str, loader: Callable[..., QADataset]) -> None:
-    """Make ``load_dataset(source, format=fmt)`` call ``loader(source, **kwargs)``."""
-    if not isinstance(fmt, str) or not fmt:
-        raise ValueError(f"format must be a non-empty string, got {fmt!r}")
-    _LOADERS[fmt] = loader
+def register_loader(fmt: str, loader: Callable[..., QADataset], *, replace: bool = False) -> None:
+    """Make ``load_dataset(source, format=fmt)`` call ``loader(source, **kwargs)``; a format
+    already registered is refused unless ``replace=True``."""
+    _LOADERS.register(fmt, loader, replace=replace)
 
 
 def _guess_format(source: Path) -> str:
@@ -356,9 +357,8 @@ def load_dataset(
         if not p.exists():
             raise FileNotFoundError(f"dataset {str(source)!r} does not exist (pass format='hf' for a hub name)")
         format = _guess_format(p)
-    loader = _LOADERS.get(format)
-    if loader is None:
+    if not isinstance(format, str) or format not in _LOADERS:
         raise ValueError(f"format must be one of {sorted(_LOADERS)}, got {format!r}")
-    return loader(source, **kwargs)
+    return _LOADERS.get(format)(source, **kwargs)
 
 

@@ -4,12 +4,15 @@ The CSV has one row per (configuration, question): ``config_index`` (position in
 space), one column per parameter, ``question_id``, then ``answer_in_context``, ``em``,
 ``f1`` (empty without a generator), ``gold_recall`` (``nan`` without gold passages),
 ``prompt_tokens``, ``latency_s``, ``quality`` and ``reward``. A JSON sidecar
-(``TABLE.json``) records ``params``, ``metric``, ``cost``, ``w`` and ``t_max`` so
-``autorag-hp bench --table TABLE.csv`` replays it without further options.
+(``TABLE.json``) records ``params``, ``metric``, ``cost``, ``w``, ``t_max`` and the
+``space`` (parameters and values in the space's own order, never sorted) so
+``autorag-hp bench --table TABLE.csv`` replays it without further options and
+:meth:`GridResult.from_csv` reads it back exactly.
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -21,8 +24,9 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from autorag_hp.pipeline._cache import atomic_write_text
-from autorag_hp.pipeline._metrics import check_metric, check_t_max, check_weight, score_result
+from autorag_hp._io import atomic_write_text
+from autorag_hp.objective import check_w, reward
+from autorag_hp.pipeline._metrics import check_metric, check_t_max, score_result
 from autorag_hp.space import SearchSpace
 
 __all__ = ["run_grid", "GridResult", "METRIC_COLUMNS"]
@@ -121,8 +125,63 @@ class GridResult:
             **self.extra,
         }
         atomic_write_text(path, buf.getvalue())
-        atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+        # Not key-sorted: the space's parameter and value order defines config_index.
+        atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, default=str) + "\n")
         return path
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike[str]) -> "GridResult":
+        """Read back a table written by :meth:`to_csv` (the CSV and its ``.json`` sidecar)."""
+        path = Path(path)
+        side = path.with_suffix(".json")
+        if not path.is_file():
+            raise FileNotFoundError(f"grid table {str(path)!r} does not exist")
+        if not side.is_file():
+            raise FileNotFoundError(f"grid table {str(path)!r} has no sidecar {side.name} (written by GridResult.to_csv)")
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+            space = SearchSpace.from_dict(meta["space"])
+            metric, w, t_max = meta["quality_metric"], meta["w"], meta["t_max"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{side}: not a grid sidecar ({type(exc).__name__}: {exc})") from None
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            expected = ["config_index", *space.names, "question_id", *METRIC_COLUMNS]
+            if header != expected:
+                raise ValueError(f"{path}: header must be {expected} (from the sidecar's space), got {header}")
+            rows = list(reader)
+        if not rows:
+            raise ValueError(f"{path}: the table has no rows")
+        n_p = len(space.names)
+        cells: dict[int, list[str]] = {}
+        idx, qids = [], []
+        cols: dict[str, list[float]] = {k: [] for k in METRIC_COLUMNS}
+        for lineno, row in enumerate(rows, start=2):
+            if len(row) != len(expected):
+                raise ValueError(f"{path}: line {lineno} has {len(row)} cells, the header has {len(expected)}")
+            i = int(row[0])
+            want = cells.get(i)
+            if want is None:
+                if not 0 <= i < len(space):
+                    raise ValueError(f"{path}: line {lineno}: config_index {i} is outside the space ({len(space)})")
+                want = cells[i] = next(csv.reader([",".join(_cell(v) for v in space.config(i).values())]))
+            if [c for c in row[1:1 + n_p]] != want:
+                raise ValueError(f"{path}: line {lineno}: config_index {i} has {row[1:1 + n_p]}, the sidecar's space "
+                                 f"says {want}")
+            idx.append(i)
+            qids.append(row[1 + n_p])
+            for k, v in zip(METRIC_COLUMNS, row[2 + n_p:]):
+                cols[k].append(float("nan") if v == "" else float(v))
+        columns: dict[str, np.ndarray] = {"config_index": np.array(idx, dtype=np.int64),
+                                          "question_id": np.array(qids, dtype=object)}
+        for k in METRIC_COLUMNS:
+            columns[k] = np.array(cols[k], dtype=np.int64 if k == "prompt_tokens" else np.float64)
+        known = {"params", "metric", "quality_metric", "cost", "w", "t_max", "space", "configurations", "questions",
+                 "seconds"}
+        return cls(space=space, columns=columns, metric=check_metric(metric), w=check_w(w),
+                   t_max=check_t_max(t_max), seconds=float(meta.get("seconds", 0.0)),
+                   extra={k: v for k, v in meta.items() if k not in known})
 
 
 def _cell(v: Any) -> str:
@@ -168,11 +227,13 @@ def run_grid(
     Pipelines with ``evaluate_grid`` (the :class:`ReferencePipeline`) share retrieval and
     similarities across configurations; any other :class:`RAGPipeline` is run once per
     configuration on all questions. ``t_max=None`` takes the pipeline's ``t_max``, else the
-    largest prompt in the table. ``out`` writes the CSV (and its ``.json`` sidecar).
+    largest prompt in the table; the result's ``t_max`` (and ``extra["t_max_source"]``) says
+    which, and a live :class:`PipelineObjective` must use the same value to share the
+    reward's scale (:class:`autorag_hp.Study` does). ``out`` writes the CSV (and its ``.json`` sidecar).
     """
     space = _as_space(space)
     metric = check_metric(metric)
-    w = check_weight(w)
+    w = check_w(w)
     questions = list(getattr(dataset, "questions", dataset))
     if not questions:
         raise ValueError("dataset must hold at least one question, got none")
@@ -215,10 +276,11 @@ def run_grid(
     }
     for k in ("answer_in_context", "em", "f1", "gold_recall", "latency_s"):
         columns[k] = np.concatenate([_float_array(blocks[i][k], n_q) for i in order])
+    t_max_source = "given"
     if t_max is None:
-        t_max = getattr(pipeline, "t_max", None)
+        t_max, t_max_source = getattr(pipeline, "t_max", None), "pipeline"
         if t_max is None:
-            t_max = float(columns["prompt_tokens"].max(initial=1)) or 1.0
+            t_max, t_max_source = float(columns["prompt_tokens"].max(initial=1)) or 1.0, "largest prompt"
     t_max = check_t_max(t_max)
     quality = columns[metric]
     bad = np.isnan(quality)
@@ -227,11 +289,15 @@ def run_grid(
         if metric in ("em", "f1"):
             raise ValueError(f"metric {metric!r} needs generated answers, but configuration "
                              f"{configs[first // n_q]} produced none")
-        raise ValueError(f"metric {metric!r} needs gold passage ids, but question "
-                         f"{columns['question_id'][first]!r} has none")
+        qid = columns["question_id"][first]
+        if any(q.id == qid and q.gold_passages for q in questions):
+            raise ValueError(f"metric 'gold_recall' needs the retrieved passage ids ('retrieved_ids'), but the "
+                             f"pipeline returned none for question {qid!r} under configuration {configs[first // n_q]}")
+        raise ValueError(f"metric {metric!r} needs gold passage ids, but question {qid!r} has none")
     columns["quality"] = quality.copy()
-    columns["reward"] = w * quality - (1.0 - w) * columns["prompt_tokens"] / t_max
-    result = GridResult(space=space, columns=columns, metric=metric, w=w, t_max=t_max, seconds=seconds)
+    columns["reward"] = reward(quality, columns["prompt_tokens"], w=w, t_max=t_max)
+    result = GridResult(space=space, columns=columns, metric=metric, w=w, t_max=t_max, seconds=seconds,
+                        extra={"t_max_source": t_max_source})
     if out is not None:
         result.to_csv(out)
     return result

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Mapping
 
 import numpy as np
 
-from autorag_hp.objective import Outcome, check_reward
-from autorag_hp.pipeline._metrics import check_metric, check_t_max, check_weight, score_result
+from autorag_hp._validation import check_positive_int
+from autorag_hp.objective import Outcome, check_reward, check_w
+from autorag_hp.pipeline._metrics import Metric, check_metric, check_t_max, score_batch
 from autorag_hp.pipeline._protocol import RAGPipeline
 
 __all__ = ["PipelineObjective"]
@@ -28,7 +30,7 @@ class PipelineObjective:
         pipeline: RAGPipeline,
         dataset: Any,
         *,
-        metric: str = "answer_in_context",
+        metric: str | Metric = "answer_in_context",
         w: float = 0.9,
         t_max: float | None = None,
         batch: int = 4,
@@ -42,21 +44,34 @@ class PipelineObjective:
         self.pipeline = pipeline
         self.dataset = dataset
         self.questions = questions
-        self.metric = check_metric(metric)
-        self.w = check_weight(w)
+        # A Metric instance (e.g. make_metric("judge_correctness", base_url=...)) scores with its options.
+        self.scorer = metric if isinstance(metric, Metric) else None
+        self.metric = check_metric(metric.name if isinstance(metric, Metric) else metric)
+        self.w = check_w(w)
         if t_max is None:
             t_max = getattr(pipeline, "t_max", None)
             if t_max is None:
+                has = "has t_max=None" if hasattr(pipeline, "t_max") else "has no t_max attribute"
                 raise ValueError(
-                    f"t_max must be given: the pipeline ({type(pipeline).__name__}) declares no t_max attribute"
+                    f"t_max must be given: pass PipelineObjective(..., t_max=TOKENS) (the grid's GridResult.t_max "
+                    f"keeps grid and live rewards on one scale); the pipeline ({type(pipeline).__name__}) {has}"
                 )
         self.t_max = check_t_max(t_max)
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        check_positive_int("batch", batch)
         self.batch = batch
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.seed = int(seed)
+        self.limits: dict[int, int] = {}
+
+    def limit_calls(self, limits: Mapping[int, int]) -> "PipelineObjective":
+        """A copy whose pull ``p`` asks only the first ``limits[p]`` of its questions (the
+        tuner trims the last pull this way so a budget is never overrun)."""
+        for p, n in limits.items():
+            check_positive_int(f"limits[{p}]", n)
+        out = copy.copy(self)
+        out.limits = {**self.limits, **{int(p): int(n) for p, n in limits.items()}}
+        return out
 
     def sample(self, pull: int) -> list[Any]:
         """The questions of pull ``pull``."""
@@ -65,7 +80,9 @@ class PipelineObjective:
         rng = np.random.default_rng([self.seed, int(pull)])
         n = len(self.questions)
         idx = rng.choice(n, size=min(self.batch, n), replace=False)
-        return [self.questions[i] for i in idx.tolist()]
+        picked = [self.questions[i] for i in idx.tolist()]
+        limit = self.limits.get(int(pull))
+        return picked if limit is None else picked[:limit]
 
     def __call__(self, config: Mapping[str, Any], pull: int) -> Outcome:
         questions = self.sample(pull)
@@ -74,9 +91,7 @@ class PipelineObjective:
             raise ValueError(
                 f"pipeline.run must return one result per question, got {len(results)} for {len(questions)}"
             )
-        details = [
-            score_result(q, r, metric=self.metric, w=self.w, t_max=self.t_max) for q, r in zip(questions, results)
-        ]
+        details = score_batch(questions, results, metric=self.metric, w=self.w, t_max=self.t_max, scorer=self.scorer)
         reward = check_reward(sum(d["reward"] for d in details) / len(details))
         return Outcome(reward=reward, calls=len(questions), details=details)
 

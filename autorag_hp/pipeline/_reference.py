@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from autorag_hp._validation import check_positive_int
 from autorag_hp.pipeline._cache import default_cache_dir
 from autorag_hp.pipeline._chunking import Chunking, ChunkedCorpus, chunk_corpus, get_tokenizer
 from autorag_hp.pipeline._compression import Compressor, ExtractiveCompressor, check_ratio, make_compressor, select_by_budget
@@ -102,8 +103,7 @@ class ReferencePipeline:
         passages = tuple(passages)
         if not passages or not all(isinstance(p, Passage) for p in passages):
             raise ValueError(f"corpus must be a non-empty sequence of Passage (or a QADataset), got {corpus!r:.200}")
-        if isinstance(max_top_k, bool) or not isinstance(max_top_k, int) or max_top_k < 1:
-            raise ValueError(f"max_top_k must be a positive integer, got {max_top_k!r}")
+        check_positive_int("max_top_k", max_top_k)
         if index not in ("flat", "hnsw"):
             raise ValueError(f"index must be 'flat' or 'hnsw', got {index!r}")
         self.corpus = passages

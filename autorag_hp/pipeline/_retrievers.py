@@ -27,6 +27,7 @@ from typing import Any, Callable, Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from autorag_hp._registry import Registry
 from autorag_hp.pipeline._cache import ArrayStore, content_hash
 
 __all__ = [
@@ -468,27 +469,24 @@ class HybridRetriever(Retriever):
 
 
 # --------------------------------------------------------------------------- registry
-_EMBEDDERS: dict[str, Callable[..., Retriever | Encoder]] = {
+_EMBEDDERS: Registry[Callable[..., Retriever | Encoder]] = Registry("embedder", {
     "bm25": lambda **kw: BM25Retriever(),
     "minilm": lambda **kw: DenseRetriever(MiniLMEncoder(), **kw),
     "static": lambda **kw: DenseRetriever(WordLlamaEncoder(), **kw),
     "e5-small": lambda **kw: DenseRetriever(E5Encoder(), **kw),
     "hybrid": lambda **kw: HybridRetriever(BM25Retriever(), DenseRetriever(MiniLMEncoder(), **kw)),
-}
+})
 
 
-def register_embedder(name: str, factory: Callable[..., Retriever | Encoder]) -> None:
+def register_embedder(name: str, factory: Callable[..., Retriever | Encoder], *, replace: bool = False) -> None:
     """Make ``name`` a value of the ``embedder`` knob.
 
     ``factory(index=...)`` (or ``factory()``) returns a :class:`Retriever`, or an
     :class:`Encoder` (anything with ``fingerprint``, ``encode_queries`` and
-    ``encode_passages``), which is wrapped in a :class:`DenseRetriever` with faiss.
+    ``encode_passages``), which is wrapped in a :class:`DenseRetriever` with faiss. A name
+    already registered is refused unless ``replace=True``.
     """
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"embedder name must be a non-empty string, got {name!r}")
-    if not callable(factory):
-        raise ValueError(f"factory for embedder {name!r} must be callable, got {factory!r}")
-    _EMBEDDERS[name] = factory
+    _EMBEDDERS.register(name, factory, replace=replace)
 
 
 def list_embedders() -> list[str]:
@@ -497,9 +495,9 @@ def list_embedders() -> list[str]:
 
 def make_retriever(name: str, *, index: IndexKind = "flat") -> Retriever:
     """Build the retriever registered as ``name``."""
-    factory = _EMBEDDERS.get(name) if isinstance(name, str) else None
-    if factory is None:
+    if not isinstance(name, str) or name not in _EMBEDDERS:
         raise ValueError(f"embedder must be one of {list_embedders()}, got {name!r}")
+    factory = _EMBEDDERS.get(name)
     if index not in ("flat", "hnsw"):
         raise ValueError(f"index must be 'flat' or 'hnsw', got {index!r}")
     try:

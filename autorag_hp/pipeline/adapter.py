@@ -20,7 +20,14 @@ The function gets a plain ``dict`` configuration and one question's text (or, wi
 ==============  =================================================================
 
 or a :class:`~autorag_hp.pipeline.PipelineResult`. Anything else fails with an error that
-names the function, the question and the field.
+names the function, the question and the field. A function written the other way round,
+``fn(questions, config)``, is named as such (:class:`PipelineSignatureError`): by its
+parameter names when it is built, or on its first call, which is then retried once with
+the arguments swapped to tell a swapped order from a bug inside the stack.
+
+``fingerprint`` identifies the stack for the outcome cache (see
+:mod:`autorag_hp.pipeline._cached`); left out, it is derived from the function's code and
+the file that defines it.
 """
 
 from __future__ import annotations
@@ -33,13 +40,29 @@ from typing import Any, Callable, Mapping, Sequence
 
 from autorag_hp.pipeline._protocol import PipelineResult, Question
 
-__all__ = ["FunctionPipeline", "function_pipeline", "PipelineOutputError"]
+__all__ = ["FunctionPipeline", "function_pipeline", "PipelineOutputError", "PipelineSignatureError"]
 
 _FIELDS = ("contexts", "answer", "prompt_tokens", "retrieved_ids", "latency_s", "extra")
 
 
 class PipelineOutputError(ValueError):
     """A wrapped function returned something that is not a valid pipeline result."""
+
+
+class PipelineSignatureError(ValueError):
+    """A wrapped function takes its arguments in another order than ``fn(config, question)``."""
+
+
+_QUESTION_NAMES = {"question", "questions", "query", "queries", "q", "qs", "text", "texts", "prompt", "prompts"}
+_CONFIG_NAMES = {"config", "cfg", "conf", "configuration", "params", "parameters", "knobs", "settings", "hp",
+                 "hparams", "hyperparameters"}
+
+
+def _swap_hint(fn: Any, batch: bool) -> str:
+    q = "questions" if batch else "question"
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    return (f"FunctionPipeline calls fn(config, {q}), but {name} takes ({q}, config); "
+            f"wrap it as FunctionPipeline(lambda config, {q}: {name}({q}, config), ...)")
 
 
 def _describe(value: Any, limit: int = 120) -> str:
@@ -55,6 +78,8 @@ class FunctionPipeline:
     ``id``, ``text``, ``answers``) instead of the question text. ``count_tokens`` is a
     callable ``str -> int`` or a tokenizer name (``"words"``, ``"cl100k_base"``,
     ``"hf:<model>"``). ``t_max`` is the token scale of the reward's cost term.
+    ``fingerprint`` names the stack for the outcome cache; by default it is derived from the
+    function's code and the file defining it (:attr:`fingerprint`).
     """
 
     def __init__(
@@ -66,11 +91,14 @@ class FunctionPipeline:
         count_tokens: Callable[[str], int] | str | None = None,
         t_max: float | None = None,
         name: str | None = None,
+        fingerprint: str | None = None,
     ) -> None:
         if not callable(fn):
             raise ValueError(f"fn must be callable as fn(config, question), got {_describe(fn)}")
+        label = name or getattr(fn, "__qualname__", None) or type(fn).__name__
         try:
-            inspect.signature(fn).bind({}, "q")
+            sig = inspect.signature(fn)
+            sig.bind({}, "q")
         except TypeError:
             raise ValueError(
                 f"fn must accept two positional arguments (config, question{'s' if batch else ''}), "
@@ -78,6 +106,15 @@ class FunctionPipeline:
             ) from None
         except ValueError:  # builtins without a signature: trust them
             pass
+        else:
+            names = [p.name.lower() for p in sig.parameters.values()
+                     if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:2]
+            if len(names) == 2 and names[0] in _QUESTION_NAMES and names[1] in _CONFIG_NAMES:
+                raise PipelineSignatureError(_swap_hint(fn, batch) + f" (its signature is {sig})")
+        if fingerprint is not None and (not isinstance(fingerprint, str) or not fingerprint):
+            raise ValueError(f"fingerprint must be a non-empty string, got {fingerprint!r}")
+        self._fingerprint = fingerprint
+        self._checked = False
         self.fn = fn
         self.batch = bool(batch)
         self.pass_question = bool(pass_question)
@@ -93,7 +130,18 @@ class FunctionPipeline:
         ):
             raise ValueError(f"t_max must be a positive number of tokens, got {t_max!r}")
         self.t_max = float(t_max) if t_max is not None else None
-        self.name = name or getattr(fn, "__qualname__", None) or type(fn).__name__
+        self.name = label
+
+    @property
+    def fingerprint(self) -> str:
+        """The stack's identity for the outcome cache: the one given, else derived from the code."""
+        if self._fingerprint is None:
+            from autorag_hp.pipeline._cache import content_hash
+            from autorag_hp.pipeline._cached import code_fingerprint
+
+            tok = getattr(self.count_tokens, "__qualname__", repr(self.count_tokens))
+            self._fingerprint = content_hash(code_fingerprint(self.fn), repr((self.batch, self.pass_question, tok)))
+        return self._fingerprint
 
     def __repr__(self) -> str:
         return f"FunctionPipeline({self.name!r}, batch={self.batch}, t_max={self.t_max})"
@@ -132,12 +180,28 @@ class FunctionPipeline:
 
     def _call(self, config: dict[str, Any], arg: Any, question: Question | None) -> Any:
         try:
-            return self.fn(config, arg)
+            out = self.fn(config, arg)
         except Exception as exc:
+            if not self._checked and isinstance(exc, (TypeError, KeyError, AttributeError, IndexError, ValueError)):
+                self._check_swapped(config, arg, exc)
             if hasattr(exc, "add_note"):
                 where = f"question {question.id!r}" if question is not None else "a batch of questions"
                 exc.add_note(f"raised by the wrapped pipeline function {self.name} on {where} under config {config}")
             raise
+        self._checked = True
+        return out
+
+    def _check_swapped(self, config: dict[str, Any], arg: Any, exc: Exception) -> None:
+        """The first call failed: retry once as fn(arg, config); if that works, the order is swapped."""
+        try:
+            self.fn(arg, dict(config))
+        except Exception:
+            self._checked = True
+            return  # a bug of its own, not the argument order
+        raise PipelineSignatureError(
+            f"{_swap_hint(self.fn, self.batch)} (fn(config, ...) raised {type(exc).__name__}: {exc}; "
+            f"fn(..., config) worked)"
+        ) from exc
 
     def _validate(
         self, out: Any, q: Question, index: int, config: Mapping[str, Any], measured: float

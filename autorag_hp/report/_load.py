@@ -114,10 +114,10 @@ def _load_bench(path: Path, d: dict[str, Any]) -> Results:
     src = d.get("table")
     if src and Path(src).is_file() and d.get("params") and d.get("metric"):
         try:
-            from autorag_hp.replay import ReplayTable
+            from autorag_hp.bench import load_grid
 
-            t = ReplayTable.from_file(src, params=list(d["params"]), metric=d["metric"], cost=d.get("cost") or None,
-                                      w=float(d.get("w") if d.get("w") is not None else 1.0))
+            t = load_grid(src, params=list(d["params"]), metric=d["metric"], cost=d.get("cost") or None,
+                          w=float(d.get("w") if d.get("w") is not None else 1.0)).table
             sems = None
             if t.outcomes is not None and t.outcomes.shape[1] > 1:
                 sems = t.outcomes.std(axis=1, ddof=1) / np.sqrt(t.outcomes.shape[1])
@@ -143,13 +143,11 @@ def _run_grid(folder: Path, space: SearchSpace) -> TableInfo | None:
     if not (csv_path.is_file() and side.is_file()):
         return None
     try:
-        from autorag_hp.replay import ReplayTable
+        from autorag_hp.bench import load_grid
 
-        meta = json.loads(side.read_text())
-        t = ReplayTable.from_file(csv_path, params=list(meta["params"]), metric=meta["metric"],
-                                  cost=meta.get("cost") or None, w=float(meta.get("w", 1.0)), t_max=meta.get("t_max"))
+        t = load_grid(csv_path).table
         order = np.array([t.space.index(space.config(i)) for i in range(len(space))])
-    except (ValueError, KeyError, FileNotFoundError):
+    except (ValueError, FileNotFoundError):
         return None
     sems = None
     if t.outcomes is not None and t.outcomes.shape[1] > 1:

@@ -1,28 +1,41 @@
 """Strategies decide which configuration to evaluate next (ask/tell), found by name in a registry.
 
 A new strategy is one new module with a :class:`Strategy` subclass plus one line in
-``_REGISTRY`` (or a call to :func:`register_strategy` from user code).
+``_REGISTRY`` (or a call to :func:`register_strategy` from user code). A strategy is named
+by a spec, ``name`` or ``name:key=value:key=value`` (``"hier-ucb:alpha_upper=1.5"``).
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable
 
+from autorag_hp._registry import Registry
 from autorag_hp.space import SearchSpace
-from autorag_hp.strategies._base import Recommendation, SpaceExhausted, Strategy
+from autorag_hp.strategies._base import Proposal, Recommendation, SpaceExhausted, Strategy
+from autorag_hp.strategies._spec import StrategySpec, parse_key_value, parse_strategy_spec
+from autorag_hp.strategies._stats import Discounted, SlidingWindow, Stationary, StatsRule, parse_stats
 
 __all__ = [
     "Strategy",
+    "Proposal",
     "Recommendation",
     "SpaceExhausted",
+    "Stationary",
+    "Discounted",
+    "SlidingWindow",
+    "StatsRule",
+    "parse_stats",
     "make_strategy",
     "list_strategies",
+    "list_online_strategies",
     "register_strategy",
+    "StrategySpec",
+    "parse_strategy_spec",
+    "parse_key_value",
 ]
 
 # name -> "module:Class", imported on first use so optional extras stay optional.
-_REGISTRY: dict[str, str | Callable[..., Strategy]] = {
+_REGISTRY: Registry[Callable[..., Strategy]] = Registry("strategy", {
     "hier-ucb": "autorag_hp.strategies.hierarchical:HierUCB",
     "hier-ts": "autorag_hp.strategies.hierarchical:HierTS",
     "flat-ucb": "autorag_hp.strategies.flat:FlatUCB",
@@ -32,34 +45,33 @@ _REGISTRY: dict[str, str | Callable[..., Strategy]] = {
     "tpe": "autorag_hp.strategies.tpe:TPE",
     "structured-ts": "autorag_hp.strategies.structured:StructuredTS",
     "structured-tt": "autorag_hp.strategies.structured:StructuredTopTwo",
-}
+    "pareto-ts": "autorag_hp.strategies.pareto:ParetoTS",
+})
 
 
-def register_strategy(name: str, factory: str | Callable[..., Strategy]) -> None:
+def register_strategy(name: str, factory: str | Callable[..., Strategy], *, replace: bool = False) -> None:
     """Add a strategy: ``factory`` is a Strategy subclass (or "module:Class") built as
-    ``factory(space, seed=seed, **options)``."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a non-empty string, got {name!r}")
-    if name in _REGISTRY:
-        raise ValueError(f"strategy {name!r} is already registered")
-    _REGISTRY[name] = factory
+    ``factory(space, seed=seed, **options)``. A name already registered is refused unless
+    ``replace=True``."""
+    _REGISTRY.register(name, factory, replace=replace)
 
 
 def list_strategies() -> list[str]:
     """Names accepted by :func:`make_strategy`."""
-    return list(_REGISTRY)
+    return _REGISTRY.names()
 
 
-def _resolve(name: str) -> Callable[..., Strategy]:
-    factory = _REGISTRY[name]
-    if isinstance(factory, str):
-        module, _, attr = factory.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
-    return factory
+def list_online_strategies() -> list[str]:
+    """Names of the strategies the online tuner can drive: they implement the online hooks
+    (``Strategy.online``) and accept forgetting statistics."""
+    return [name for name in _REGISTRY.names() if getattr(_REGISTRY.get(name), "online", False)]
 
 
-def make_strategy(name: str, space: SearchSpace, seed: int = 0, **options: Any) -> Strategy:
-    """Build the strategy registered as ``name`` over ``space``."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown strategy {name!r}; available: {', '.join(_REGISTRY)}")
-    return _resolve(name)(space, seed=seed, **options)
+def make_strategy(spec: str | StrategySpec, space: SearchSpace, seed: int = 0, **options: Any) -> Strategy:
+    """Build the strategy ``spec`` names over ``space``.
+
+    ``spec`` is a registered name or ``name:key=value:key=value`` (values parsed as JSON
+    where they can be); keyword ``options`` are added to (and override) the spec's.
+    """
+    parsed = parse_strategy_spec(spec)
+    return _REGISTRY.get(parsed.name)(space, seed=seed, **{**dict(parsed.options), **options})

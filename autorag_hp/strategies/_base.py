@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
-from collections import Counter
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
@@ -13,12 +13,16 @@ import statistics
 
 import numpy as np
 
+from autorag_hp._seeds import generator
+from autorag_hp._validation import check_positive_int
 from autorag_hp.objective import check_reward
 from autorag_hp.space import SearchSpace
+from autorag_hp.strategies._stats import JointStats, Stationary, StatsRule, parse_stats
 
-__all__ = ["Strategy", "Recommendation", "SpaceExhausted", "Coords"]
+__all__ = ["Strategy", "Proposal", "Recommendation", "SpaceExhausted", "Coords", "pull_count"]
 
 Coords = tuple[int, ...]
+_OLDEST = object()  # tell(): answer the oldest pending ask of the configuration
 
 
 class SpaceExhausted(RuntimeError):
@@ -26,12 +30,22 @@ class SpaceExhausted(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Proposal:
+    """What ``propose`` suggests: the configuration's coordinates and a JSON-able ``tag`` that
+    tells the strategy, when the reward comes, which of its arms the proposal came from."""
+
+    coords: Coords
+    tag: Any = None
+
+
+@dataclass(frozen=True)
 class Recommendation:
-    """A configuration the strategy believes is good, with its estimate and interval."""
+    """A configuration the strategy believes is good, with its estimate and interval.
+    ``pulls`` is fractional under forgetting statistics (an effective count)."""
 
     config: dict[str, Any]
     mean: float
-    pulls: int
+    pulls: int | float
     ci_low: float
     ci_high: float
 
@@ -57,6 +71,25 @@ def build_options(strategy: str, options_cls: type, options: dict[str, Any]) -> 
     return options_cls(**options)
 
 
+def _rng_record(rng: np.random.Generator) -> dict[str, Any]:
+    """The generator's state as plain JSON: its 128-bit integers as decimal strings (many JSON
+    encoders stop at 64 bits)."""
+    st = dict(rng.bit_generator.state)
+    st["state"] = {k: str(v) for k, v in st["state"].items()}
+    return st
+
+
+def _rng_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    st = dict(record)
+    st["state"] = {k: int(v) for k, v in st["state"].items()}
+    return st
+
+
+def pull_count(n: float) -> int | float:
+    """A (possibly effective) pull count: an int when it is whole."""
+    return int(n) if float(n).is_integer() else float(n)
+
+
 def argmax_random(values: np.ndarray, rng: np.random.Generator) -> int:
     """Index of the maximum, ties broken uniformly at random by ``rng``."""
     m = values.max()
@@ -66,107 +99,129 @@ def argmax_random(values: np.ndarray, rng: np.random.Generator) -> int:
     return int(ties[rng.integers(len(ties))])
 
 
-class JointStats:
-    """Sparse per-configuration reward statistics (count, sum, sum of squares)."""
-
-    def __init__(self) -> None:
-        self.table: dict[Coords, list[float]] = {}
-        self.total_n = 0
-        self.total_sum = 0.0
-        self.total_sumsq = 0.0
-
-    def add(self, coords: Coords, reward: float) -> None:
-        row = self.table.get(coords)
-        if row is None:
-            row = self.table[coords] = [0, 0.0, 0.0]
-        row[0] += 1
-        row[1] += reward
-        row[2] += reward * reward
-        self.total_n += 1
-        self.total_sum += reward
-        self.total_sumsq += reward * reward
-
-    def noise_std(self) -> float:
-        """Pooled within-configuration standard deviation of one pull's reward.
-
-        Falls back to the overall spread, then to 0.5 (the largest standard deviation of a
-        reward in [0, 1]) when there is nothing to pool.
-        """
-        ss = 0.0
-        dof = 0
-        for n, s, q in self.table.values():
-            if n >= 2:
-                ss += max(q - s * s / n, 0.0)
-                dof += int(n) - 1
-        if dof >= 2:
-            return math.sqrt(ss / dof)
-        if self.total_n >= 2:
-            var = (self.total_sumsq - self.total_sum**2 / self.total_n) / (self.total_n - 1)
-            return math.sqrt(max(var, 0.0)) or 0.5
-        return 0.5
-
-
 class Strategy(abc.ABC):
     """Ask/tell interface shared by every strategy.
 
-    Subclasses set ``name``, an ``Options`` dataclass, and implement ``_ask`` and
-    ``_update``; they may override ``best``. The base class validates input, tracks
-    pending (asked but not yet told) configurations and keeps per-configuration
-    statistics that every strategy's ``best`` can use.
+    Subclasses set ``name``, an ``Options`` dataclass, and implement ``propose`` and
+    ``_update``; they may override ``_commit``, ``_expire`` and ``best``. The base class
+    validates input, tracks pending (asked but not yet told) configurations with the tag
+    of the proposal each came from, and keeps per-configuration statistics (under the
+    ``stats`` forgetting rule) that every strategy's ``best`` can use.
+
+    ``ask`` is ``commit(propose())``. The two halves exist for online use
+    (:class:`~autorag_hp.online.OnlineTuner`): ``propose`` only draws from ``self.rng``;
+    ``commit``, ``tell``, ``observe`` and ``expire`` change the state from what a journal
+    records, and ``state``/``load`` snapshot it as a plain JSON record. Strategies that
+    implement these hooks and can forget set ``online = True``.
     """
 
     name: ClassVar[str] = ""
     Options: ClassVar[type] = Options
     confidence: ClassVar[float] = 0.95
+    forgets: ClassVar[tuple[type, ...]] = (Stationary,)  # statistics rules the strategy accepts
+    online: ClassVar[bool] = False  # propose/commit/expire/state/load usable by the online tuner
 
-    def __init__(self, space: SearchSpace, *, seed: int = 0, **options: Any) -> None:
+    def __init__(self, space: SearchSpace, *, seed: int = 0, stats: Any = None, **options: Any) -> None:
         if not isinstance(space, SearchSpace):
             raise ValueError(f"space must be a SearchSpace, got {type(space).__name__}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        rule = parse_stats(stats)
+        if not isinstance(rule, self.forgets):
+            kinds = ", ".join(f"{k.__name__}()" for k in self.forgets)
+            raise ValueError(f"strategy {self.name!r}: stats must be one of {kinds}, got {rule!r}")
         options_obj = build_options(self.name, self.Options, options)
         self.space = space
         self.seed = int(seed)
         self.options = options_obj
+        self.stats_rule: StatsRule = rule
         self.rng = np.random.default_rng(self.seed)
-        self.stats = JointStats()
-        self.pending: Counter[Coords] = Counter()
+        self.stats = JointStats(rule)
+        self.pending: dict[Coords, deque[Any]] = {}  # coords -> tags of its pending asks, oldest first
         self.n_told = 0
         self.n_asked = 0
 
     # -- public API ---------------------------------------------------------------------
     def ask(self) -> dict[str, Any]:
         """Propose the next configuration to evaluate."""
-        coords = self._ask()
-        self.pending[coords] += 1
-        self.n_asked += 1
-        return self.space.config_from_coords(coords)
+        proposal = self.propose()
+        self.commit(proposal)
+        return self.space.config_from_coords(proposal.coords)
 
     def ask_batch(self, n: int) -> list[dict[str, Any]]:
         """Propose ``n`` configurations to evaluate in parallel (pending ones count as pulled)."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        check_positive_int("n", n)
         return [self.ask() for _ in range(int(n))]
 
-    def tell(self, config: Mapping[str, Any], reward: float) -> None:
+    def tell(self, config: Mapping[str, Any], reward: float, *, tag: Any = _OLDEST) -> None:
         """Report the reward of a configuration (usually one returned by ``ask``).
 
-        Raises ValueError for a configuration outside the space or a reward that is not a
-        finite number; the state is then unchanged.
+        The reward answers the oldest pending ask of that configuration, or the pending ask
+        committed with ``tag`` when one is given (online feedback); a configuration with no
+        pending ask counts as an observation. Raises ValueError for a configuration outside
+        the space, a reward that is not a finite number or a ``tag`` that is not pending;
+        the state is then unchanged.
         """
         coords = self.space.coords(config)
+        value = self.validate_reward(reward)
+        queue = self.pending.get(coords)
+        if tag is _OLDEST:
+            if queue:
+                self._learn(coords, value, queue[0], queue)
+            else:
+                self._learn(coords, value, None, None)
+            return
+        if not queue or tag not in queue:
+            raise ValueError(f"tag {tag!r} is not a pending ask of {self.space.config_from_coords(coords)!r}")
+        self._learn(coords, value, tag, queue)
+
+    def answer(self, proposal: Proposal, reward: float) -> None:
+        """``tell`` for a committed proposal, by coordinates (no configuration to validate):
+        how the online tuner reports feedback. ValueError if it is not pending."""
+        coords = tuple(proposal.coords)
+        value = self.validate_reward(reward)
+        queue = self.pending.get(coords)
+        if not queue or proposal.tag not in queue:
+            raise ValueError(f"{proposal!r} is not a pending ask")
+        self._learn(coords, value, proposal.tag, queue)
+
+    def observe(self, config: Mapping[str, Any], reward: float) -> None:
+        """Count a reward for a configuration that no pending ask stands for (e.g. measured
+        elsewhere); pending asks of the same configuration stay pending."""
+        coords = self.space.coords(config)
+        value = self.validate_reward(reward)
+        self._learn(coords, value, None, None)
+
+    def validate_reward(self, reward: Any) -> float:
+        """The reward as a float, or ValueError naming the rule it breaks (finite; [0, 1] for a
+        Beta posterior)."""
         value = check_reward(reward)
         self._check_reward(value)
-        was_pending = self.pending[coords] > 0
-        self._update(coords, value, was_pending)
-        if was_pending:
-            self.pending[coords] -= 1
-            if self.pending[coords] == 0:
-                del self.pending[coords]
-        else:
-            self.pending.pop(coords, None)
-        self.stats.add(coords, value)
-        self.n_told += 1
+        return value
+
+    @abc.abstractmethod
+    def propose(self) -> Proposal:
+        """The next configuration and its tag; draws from ``self.rng`` and changes nothing else
+        (``commit`` counts it as asked). May raise :class:`SpaceExhausted`."""
+
+    def commit(self, proposal: Proposal) -> None:
+        """Count ``proposal`` as asked: its reward is awaited (``tell``) unless it expires (``expire``)."""
+        coords = tuple(proposal.coords)
+        self._commit(coords, proposal.tag)
+        queue = self.pending.get(coords)
+        if queue is None:
+            queue = self.pending[coords] = deque()
+        queue.append(proposal.tag)
+        self.n_asked += 1
+
+    def expire(self, proposal: Proposal) -> None:
+        """Forget a committed proposal whose reward will never come (ValueError if not pending)."""
+        coords = tuple(proposal.coords)
+        queue = self.pending.get(coords)
+        if not queue or proposal.tag not in queue:
+            raise ValueError(f"{proposal!r} is not a pending ask")
+        self._expire(coords, proposal.tag)
+        self._unpend(coords, proposal.tag, queue)
 
     def best(self, n: int = 1) -> list[Recommendation]:
         """The ``n`` configurations with the highest estimated mean reward."""
@@ -175,41 +230,92 @@ class Strategy(abc.ABC):
         return ranked[:n] if len(ranked) >= n else ranked + self._fill(n - len(ranked), ranked)
 
     def describe(self) -> dict[str, Any]:
-        """Name, options and seed: what the journal records to rebuild this strategy."""
-        return {"strategy": self.name, "options": dataclasses.asdict(self.options), "seed": self.seed}
+        """Name, options and seed: what the journal records to rebuild this strategy
+        (``options`` include ``stats`` when the statistics forget)."""
+        options = dataclasses.asdict(self.options)
+        if not isinstance(self.stats_rule, Stationary):
+            options["stats"] = str(self.stats_rule)
+        return {"strategy": self.name, "options": options, "seed": self.seed}
+
+    def state(self) -> dict[str, Any]:
+        """Everything the strategy knows, as a plain JSON record; ``load`` restores it exactly
+        (the next proposals included: the generator's state is part of it)."""
+        return {
+            "strategy": self.name,
+            "n_told": self.n_told,
+            "n_asked": self.n_asked,
+            "rng": _rng_record(self.rng),
+            "stats": self.stats.state(),
+            "pending": [[list(c), list(q)] for c, q in self.pending.items()],
+            "own": self._state(),
+        }
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        """Restore a ``state()`` record of the same strategy over the same space."""
+        if state.get("strategy") != self.name:
+            raise ValueError(f"state is of strategy {state.get('strategy')!r}, not {self.name!r}")
+        self._load(state["own"])
+        self.n_told = int(state["n_told"])
+        self.n_asked = int(state["n_asked"])
+        self.rng.bit_generator.state = _rng_from_record(state["rng"])
+        self.stats.load(state["stats"])
+        self.pending = {tuple(int(x) for x in c): deque(q) for c, q in state["pending"]}
 
     # -- for subclasses -------------------------------------------------------------------
-    @abc.abstractmethod
-    def _ask(self) -> Coords:
-        """Return the coordinates of the next configuration."""
+    def _commit(self, coords: Coords, tag: Any) -> None:
+        """Bookkeeping when a proposal (possibly replaced by the caller) is used."""
 
     @abc.abstractmethod
-    def _update(self, coords: Coords, reward: float, was_pending: bool) -> None:
-        """Learn from a validated reward. ``was_pending``: it answers one of our asks."""
+    def _update(self, coords: Coords, reward: float, tag: Any) -> None:
+        """Learn from a validated reward. ``tag``: the committed proposal's tag, None when
+        the reward is not for a pending ask."""
+
+    def _expire(self, coords: Coords, tag: Any) -> None:
+        """Undo ``_commit``'s pending bookkeeping for an ask that will never be told."""
+
+    def _state(self) -> dict[str, Any]:
+        raise NotImplementedError(f"strategy {self.name!r} has no state snapshot (it is not usable online)")
+
+    def _load(self, state: Mapping[str, Any]) -> None:
+        raise NotImplementedError(f"strategy {self.name!r} has no state snapshot (it is not usable online)")
 
     def _check_reward(self, reward: float) -> None:
         """Extra validation of a finite reward (e.g. a Beta posterior needs [0, 1])."""
 
+    def _learn(self, coords: Coords, value: float, tag: Any, queue: deque | None) -> None:
+        self._update(coords, value, tag)
+        if queue is not None:
+            self._unpend(coords, tag, queue)
+        self.stats.add(coords, value)
+        self.n_told += 1
+
+    def _unpend(self, coords: Coords, tag: Any, queue: deque) -> None:
+        if queue[0] == tag:
+            queue.popleft()
+        else:
+            queue.remove(tag)
+        if not queue:
+            del self.pending[coords]
+
     def _check_n(self, n: int) -> int:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        check_positive_int("n", n)
         return int(min(n, len(self.space)))
 
     def _tiebreak_rng(self) -> np.random.Generator:
         """A generator for ties in ``best``: seeded, but separate from ``self.rng`` so that
         calling ``best`` never changes what ``ask`` proposes next."""
-        return np.random.default_rng([self.seed, self.n_told, 0xBE57])
+        return generator("tie-break", self.seed, self.n_told)
 
     def _z(self) -> float:
         return statistics.NormalDist().inv_cdf(0.5 + self.confidence / 2)
 
     def _rank_pulled(self) -> list[Recommendation]:
         """Rank pulled configurations by their own mean (ties: more pulls first, then random)."""
-        if not self.stats.table:
+        if not len(self.stats):
             return []
         sigma = self.stats.noise_std()
         z = self._z()
-        items = list(self.stats.table.items())
+        items = list(self.stats.items())
         means = np.array([s / n for _, (n, s, _) in items])
         pulls = np.array([n for _, (n, _, _) in items])
         jitter = self._tiebreak_rng().random(len(items))
@@ -218,7 +324,7 @@ class Strategy(abc.ABC):
         for i in order:
             coords, (n, s, _) = items[i]
             half = z * sigma / math.sqrt(n)
-            out.append(Recommendation(self.space.config_from_coords(coords), s / n, int(n), s / n - half, s / n + half))
+            out.append(Recommendation(self.space.config_from_coords(coords), s / n, pull_count(n), s / n - half, s / n + half))
         return out
 
     def _fill(self, k: int, taken: list[Recommendation]) -> list[Recommendation]:

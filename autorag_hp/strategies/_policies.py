@@ -7,48 +7,127 @@ flat strategies over the enumerated configurations.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 import numpy as np
 
 from autorag_hp.strategies._base import argmax_random
+from autorag_hp.strategies._stats import _RENORM, Discounted, SlidingWindow, StatsRule, parse_stats
 
 __all__ = ["ArmSet", "UCB", "Thompson", "Policy"]
 
+_SMALL = 64  # UCB on at most this many arms runs in plain Python
+
 
 class ArmSet:
-    """Reward statistics of ``k`` arms; ``pending`` counts asked-but-untold pulls."""
+    """Reward statistics of ``k`` arms under a forgetting rule; ``pending`` counts asked-but-untold pulls.
 
-    def __init__(self, k: int) -> None:
-        self.n = np.zeros(k)
-        self.sum = np.zeros(k)
-        self.sumsq = np.zeros(k)
+    ``n``, ``sum`` and ``sumsq`` are effective statistics (fractional counts when discounted).
+    The owning strategy calls ``decay()`` once per reward it is told, before ``update``, so a
+    discount ages every arm of every table by one reward (``Discounted``: "each new reward
+    multiplies all earlier weights by gamma"). ``clock`` is the bandit's own discounted number
+    of rewards, t in UCB's ln t: it grows by one per ``update`` and is discounted per update,
+    so it never falls below 1 once an arm has a reward. Pending counts are never discounted.
+    """
+
+    def __init__(self, k: int, rule: StatsRule | None = None) -> None:
+        self.rule = parse_stats(rule)
+        self._gamma = float(self.rule.gamma) if isinstance(self.rule, Discounted) else 1.0
+        self._size = int(self.rule.size) if isinstance(self.rule, SlidingWindow) else 0
+        self._window: deque[tuple[int, float]] | None = deque() if self._size else None
+        self._n = np.zeros(k)
+        self._sum = np.zeros(k)
+        self._sumsq = np.zeros(k)
         self.pending = np.zeros(k)
+        self._w = 1.0
+        self.clock = 0.0
 
     def __len__(self) -> int:
-        return len(self.n)
+        return len(self._n)
+
+    # effective statistics: the stored arrays themselves unless a discount is pending
+    @property
+    def n(self) -> np.ndarray:
+        return self._n if self._w == 1.0 else self._n / self._w
+
+    @property
+    def sum(self) -> np.ndarray:
+        return self._sum if self._w == 1.0 else self._sum / self._w
+
+    @property
+    def sumsq(self) -> np.ndarray:
+        return self._sumsq if self._w == 1.0 else self._sumsq / self._w
+
+    def decay(self) -> None:
+        """Age every arm by one reward (no-op unless discounted)."""
+        if self._gamma < 1.0:
+            self._w /= self._gamma
+            if self._w > _RENORM:
+                inv = 1.0 / self._w
+                self._n *= inv
+                self._sum *= inv
+                self._sumsq *= inv
+                self._w = 1.0
 
     def update(self, arm: int, reward: float, *, was_pending: bool) -> None:
-        self.n[arm] += 1
-        self.sum[arm] += reward
-        self.sumsq[arm] += reward * reward
+        w = self._w
+        self._n[arm] += w
+        self._sum[arm] += w * reward
+        self._sumsq[arm] += w * reward * reward
+        self.clock = self.clock * self._gamma + 1.0
         if was_pending and self.pending[arm] > 0:
             self.pending[arm] -= 1
+        if self._window is not None:
+            self._window.append((arm, reward))
+            if len(self._window) > self._size:
+                old, r = self._window.popleft()
+                self.clock -= 1.0
+                if self._n[old] <= 1.0:  # integral counts in window mode: exactly empty again
+                    self._n[old] = self._sum[old] = self._sumsq[old] = 0.0
+                else:
+                    self._n[old] -= 1.0
+                    self._sum[old] -= r
+                    self._sumsq[old] -= r * r
 
     def means(self) -> np.ndarray:
         """Empirical means (0 where an arm has no pulls)."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.n > 0, self.sum / np.maximum(self.n, 1), 0.0)
+        return np.divide(self._sum, self._n, out=np.zeros(len(self._n)), where=self._n > 0)
+
+    def state(self) -> dict[str, Any]:
+        """Plain JSON record (``load`` restores it exactly)."""
+        out: dict[str, Any] = {"n": self._n.tolist(), "sum": self._sum.tolist(), "sumsq": self._sumsq.tolist(),
+                               "pending": self.pending.tolist(), "w": self._w, "clock": self.clock}
+        if self._window is not None:
+            out["window"] = [[a, r] for a, r in self._window]
+        return out
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        k = len(self._n)
+        arrays = {}
+        for name in ("n", "sum", "sumsq", "pending"):
+            arr = np.asarray(state[name], dtype=float)
+            if arr.shape != (k,):
+                raise ValueError(f"arm table {name!r} has {arr.size} arms in the state, expected {k}")
+            arrays[name] = arr
+        self._n, self._sum, self._sumsq, self.pending = arrays["n"], arrays["sum"], arrays["sumsq"], arrays["pending"]
+        self._w = float(state["w"])
+        self.clock = float(state["clock"])
+        if self._window is not None:
+            self._window = deque((int(a), float(r)) for a, r in state.get("window", []))
 
 
 @dataclass(frozen=True)
 class UCB:
     """UCB1: Q_i + alpha * sqrt(ln t / N_i), untried arms first (AutoRAG-HP, eq. for Hier-UCB).
 
-    ``t`` is the bandit's total number of pulls and ``N_i`` the arm's; pending pulls count
-    in both so that a batch spreads over arms. An arm with pending pulls but no reward
-    yet is valued at the mean of the tried arms.
+    ``t`` is the bandit's (discounted) number of rewards, ``arms.clock``, and ``N_i`` the arm's
+    (discounted) count; pending pulls count in both so that a batch spreads over arms. An arm
+    with pending pulls but no reward yet is valued at the mean of the tried arms. Under a
+    discount, t is counted in the bandit's own time: a bandit left alone (a group the upper
+    bandit did not pick) keeps t while its arms' counts fade, so their bonus grows and the
+    bandit re-explores when it is picked again (Garivier & Moulines's D-UCB per bandit).
     """
 
     alpha: float = 1.0
@@ -58,6 +137,10 @@ class UCB:
             raise ValueError(f"alpha must be a finite number >= 0, got {self.alpha!r}")
 
     def select(self, arms: ArmSet, rng: np.random.Generator) -> int:
+        if len(arms) <= _SMALL:
+            picked = self._select_small(arms, rng)
+            if picked is not None:
+                return picked
         n_eff = arms.n + arms.pending
         untried = n_eff == 0
         if untried.any():
@@ -66,9 +149,26 @@ class UCB:
         q = arms.means()
         if not tried.all():
             q = np.where(tried, q, q[tried].mean() if tried.any() else 0.0)
-        t = n_eff.sum()
+        t = arms.clock + arms.pending.sum()  # >= 1: the clock is >= 1 after a reward, pending >= 1 before
         scores = q + self.alpha * np.sqrt(math.log(t) / n_eff)
         return argmax_random(scores, rng)
+
+
+    def _select_small(self, arms: ArmSet, rng: np.random.Generator) -> int | None:
+        """``select`` in plain Python for a few arms (numpy calls cost more than the arithmetic):
+        the same operations in the same order, the same draws from ``rng``, so the same arm.
+        None when an arm has pending pulls but no reward (the numpy path values it)."""
+        n = arms.n.tolist()
+        pending = arms.pending.tolist()
+        n_eff = [a + b for a, b in zip(n, pending)]
+        untried = [i for i, v in enumerate(n_eff) if v == 0]
+        if untried:
+            return _pick(untried, rng)
+        if 0.0 in n:
+            return None
+        log_t = math.log(arms.clock + sum(pending))  # the numpy path's arms.pending.sum(): whole numbers, exact
+        alpha = self.alpha
+        return _argmax_list([s / k + alpha * math.sqrt(log_t / e) for s, k, e in zip(arms.sum.tolist(), n, n_eff)], rng)
 
 
 @dataclass(frozen=True)
@@ -91,11 +191,9 @@ class Thompson:
         if not (isinstance(self.prior_strength, (int, float)) and self.prior_strength > 0):
             raise ValueError(f"prior_strength must be > 0, got {self.prior_strength!r}")
 
-    def sample(self, arms: ArmSet, rng: np.random.Generator) -> np.ndarray:
-        """One posterior draw of every arm's mean."""
+    def _prior(self, arms: ArmSet) -> tuple[float, float, float, float]:
+        """(mu0, k0, a0, b0) of the Normal-Inverse-Gamma prior, from the bandit's pooled rewards."""
         n = arms.n
-        if self.posterior == "beta":
-            return rng.beta(1.0 + arms.sum, 1.0 + n - arms.sum)
         total = n.sum()
         if total > 0:
             mu0 = arms.sum.sum() / total
@@ -105,8 +203,15 @@ class Thompson:
         k0 = self.prior_strength
         a0 = 1.0 + k0 / 2.0
         b0 = var0 * (a0 - 1.0) if a0 > 1 else var0
-        safe_n = np.maximum(n, 1)
-        xbar = np.where(n > 0, arms.sum / safe_n, mu0)
+        return mu0, k0, a0, b0
+
+    def sample(self, arms: ArmSet, rng: np.random.Generator) -> np.ndarray:
+        """One posterior draw of every arm's mean."""
+        n = arms.n
+        if self.posterior == "beta":
+            return rng.beta(1.0 + arms.sum, 1.0 + n - arms.sum)
+        mu0, k0, a0, b0 = self._prior(arms)
+        xbar = np.divide(arms.sum, n, out=np.full(len(n), float(mu0)), where=n > 0)
         ss = np.where(n > 0, np.maximum(arms.sumsq - n * xbar * xbar, 0.0), 0.0)
         kn = k0 + n
         mun = (k0 * mu0 + n * xbar) / kn
@@ -115,7 +220,31 @@ class Thompson:
         sigma2 = bn / rng.gamma(an)
         return mun + rng.standard_normal(len(n)) * np.sqrt(sigma2 / kn)
 
+    def _sample_small(self, arms: ArmSet, rng: np.random.Generator) -> list[float]:
+        """``sample`` (Gaussian) in plain Python for a few arms: the numpy path's operations in the
+        same order on the same draws (one ``gamma`` and one ``standard_normal`` call), so the same values."""
+        mu0, k0, a0, b0 = self._prior(arms)
+        n, s, q = arms.n.tolist(), arms.sum.tolist(), arms.sumsq.tolist()
+        xbar = [si / ni if ni > 0 else float(mu0) for si, ni in zip(s, n)]
+        ss = [max(qi - ni * xi * xi, 0.0) if ni > 0 else 0.0 for qi, ni, xi in zip(q, n, xbar)]
+        kn = [k0 + ni for ni in n]
+        an = [a0 + ni / 2.0 for ni in n]
+        gam = rng.gamma(an).tolist()
+        z = rng.standard_normal(len(n)).tolist()
+        out = []
+        for ni, xi, ssi, kni, gi, zi in zip(n, xbar, ss, kn, gam, z):
+            d = xi - mu0
+            mun = (k0 * mu0 + ni * xi) / kni
+            bn = b0 + 0.5 * ssi + k0 * ni * (d * d) / (2.0 * kni)
+            out.append(mun + zi * math.sqrt(bn / gi / kni))
+        return out
+
     def select(self, arms: ArmSet, rng: np.random.Generator) -> int:
+        if len(arms) <= _SMALL and self.posterior == "gaussian":
+            untried = [i for i, (a, b) in enumerate(zip(arms.n.tolist(), arms.pending.tolist())) if a + b == 0]
+            if untried:
+                return _pick(untried, rng)
+            return _argmax_list(self._sample_small(arms, rng), rng)
         untried = (arms.n + arms.pending) == 0
         if untried.any():
             return argmax_random(untried.astype(float), rng)
@@ -123,3 +252,14 @@ class Thompson:
 
 
 Policy = UCB | Thompson
+
+
+def _pick(candidates: list[int], rng: np.random.Generator) -> int:
+    """One of ``candidates``, drawn as ``argmax_random`` draws among its ties."""
+    return candidates[0] if len(candidates) == 1 else candidates[int(rng.integers(len(candidates)))]
+
+
+def _argmax_list(values: list[float], rng: np.random.Generator) -> int:
+    """``argmax_random`` over a Python list (same ties, same draw)."""
+    best = max(values)
+    return _pick([i for i, v in enumerate(values) if v == best], rng)

@@ -48,6 +48,21 @@ class LazyPermutation:
             raise IndexError("no remaining values")
         return self._take(int(rng.integers(self.remaining)))
 
+    def peek(self, rng: np.random.Generator) -> int:
+        """The value ``pop`` would draw with the same ``rng`` state, left in place (``remove`` takes it)."""
+        if self.remaining == 0:
+            raise IndexError("no remaining values")
+        return self._value_at(int(rng.integers(self.remaining)))
+
+    def state(self) -> dict:
+        """Plain JSON record (``load`` restores it)."""
+        return {"remaining": self.remaining, "swap": [[p, v] for p, v in self._swap.items()]}
+
+    def load(self, state: dict) -> None:
+        self.remaining = int(state["remaining"])
+        self._swap = {int(p): int(v) for p, v in state["swap"]}
+        self._where = {v: p for p, v in self._swap.items()}
+
     def remove(self, value: int) -> bool:
         """Take ``value`` out if it is still there; return whether it was."""
         pos = self._pos_of(value)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from autorag_hp.strategies._base import Coords, Strategy
+from autorag_hp.strategies._base import Coords, Proposal, Strategy
 from autorag_hp.strategies._policies import ArmSet, Thompson, UCB
 from autorag_hp.strategies._sampling import LazyPermutation
+from autorag_hp.strategies._stats import Discounted, SlidingWindow, Stationary
 from autorag_hp.strategies.hierarchical import _check_nonneg
 
 __all__ = ["FlatUCB", "FlatTS"]
@@ -39,28 +40,57 @@ class FlatTSOptions:
         Thompson(self.posterior, self.prior_strength)
 
 
+_MAX_ARMS = 5_000_000
+
+
 class _Flat(Strategy):
+    forgets = (Stationary, Discounted, SlidingWindow)
+    online = True
+
     def __init__(self, space, *, seed=0, **options):
         super().__init__(space, seed=seed, **options)
-        self.arms = ArmSet(len(space))
+        if len(space) > _MAX_ARMS:
+            raise ValueError(
+                f"strategy {self.name!r} keeps one arm per configuration and needs "
+                f"len(space) <= {_MAX_ARMS:,}, got {len(space):,}; use 'hier-ts' or 'hier-ucb'"
+            )
+        self.arms = ArmSet(len(space), self.stats_rule)
         self.untried = LazyPermutation(len(space))
         self.policy = self._policy()
 
     def _policy(self):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _ask(self) -> Coords:
+    def propose(self) -> Proposal:
+        """An untried configuration while there are any, else the policy's arm; the tag is the arm."""
         if len(self.untried):
-            i = self.untried.pop(self.rng)
+            i = self.untried.peek(self.rng)
         else:
             i = self.policy.select(self.arms, self.rng)
-        self.arms.pending[i] += 1
-        return self.space.coords_of_index(i)
+        return Proposal(self.space.coords_of_index(i), int(i))
 
-    def _update(self, coords: Coords, reward: float, was_pending: bool) -> None:
+    def _commit(self, coords: Coords, tag) -> None:
         i = self.space.index_of_coords(coords)
         self.untried.remove(i)
-        self.arms.update(i, reward, was_pending=was_pending)
+        if tag is not None:
+            self.arms.pending[i] += 1
+
+    def _expire(self, coords: Coords, tag) -> None:
+        if tag is not None and self.arms.pending[tag] > 0:
+            self.arms.pending[tag] -= 1
+
+    def _update(self, coords: Coords, reward: float, tag) -> None:
+        i = self.space.index_of_coords(coords)
+        self.untried.remove(i)
+        self.arms.decay()
+        self.arms.update(i, reward, was_pending=tag is not None)
+
+    def _state(self) -> dict:
+        return {"arms": self.arms.state(), "untried": self.untried.state()}
+
+    def _load(self, state) -> None:
+        self.arms.load(state["arms"])
+        self.untried.load(state["untried"])
 
 
 class FlatUCB(_Flat):

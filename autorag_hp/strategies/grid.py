@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autorag_hp.strategies._base import Coords, SpaceExhausted, Strategy
+from autorag_hp._validation import check_positive_int
+from autorag_hp.strategies._base import Coords, Proposal, SpaceExhausted, Strategy
 
 __all__ = ["GridSearch"]
 
@@ -16,8 +17,7 @@ class GridOptions:
     repeats: int = 1
 
     def __post_init__(self) -> None:
-        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
-            raise ValueError(f"repeats must be a positive integer, got {self.repeats!r}")
+        check_positive_int("repeats", self.repeats)
 
 
 class GridSearch(Strategy):
@@ -30,15 +30,16 @@ class GridSearch(Strategy):
         super().__init__(space, seed=seed, **options)
         self.position = 0
 
-    def _ask(self) -> Coords:
+    def propose(self) -> Proposal:
         total = len(self.space) * self.options.repeats
         if self.position >= total:
             raise SpaceExhausted(
                 f"grid search finished its {self.options.repeats} pass(es) over {len(self.space)} configurations"
             )
-        coords = self.space.coords_of_index(self.position % len(self.space))
-        self.position += 1
-        return coords
+        return Proposal(self.space.coords_of_index(self.position % len(self.space)))
 
-    def _update(self, coords: Coords, reward: float, was_pending: bool) -> None:
+    def _commit(self, coords: Coords, tag) -> None:
+        self.position += 1
+
+    def _update(self, coords: Coords, reward: float, tag) -> None:
         pass

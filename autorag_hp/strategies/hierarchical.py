@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from autorag_hp.strategies._base import Coords, Recommendation, Strategy
+from autorag_hp.strategies._base import Coords, Proposal, Recommendation, Strategy, pull_count
 from autorag_hp.strategies._policies import ArmSet, Thompson, UCB
+from autorag_hp.strategies._stats import Discounted, SlidingWindow, Stationary
 
 __all__ = ["HierUCB", "HierTS"]
 
@@ -58,19 +58,20 @@ class HierTSOptions:
 
 
 class _Hierarchical(Strategy):
+    forgets = (Stationary, Discounted, SlidingWindow)
+    online = True
+
     def __init__(self, space, *, seed=0, **options):
         super().__init__(space, seed=seed, **options)
         self.groups = space.groups
         # Positions of each group's parameters inside a configuration's coordinates.
         pos = {name: i for i, name in enumerate(space.names)}
         self._group_pos = [tuple(pos[p] for p in g.params) for g in self.groups]
-        self.upper = ArmSet(len(self.groups))
-        self.lower = [ArmSet(g.size) for g in self.groups]
+        self.upper = ArmSet(len(self.groups), self.stats_rule)
+        self.lower = [ArmSet(g.size, self.stats_rule) for g in self.groups]
         self.upper_policy, self.lower_policy = self._policies()
         # The configuration that the next pull modifies: drawn at random to start.
         self.current: list[int] = [int(self.rng.integers(s)) for s in space.sizes]
-        # Which (group, arm) each pending ask came from, in ask order per configuration.
-        self._asked: dict[Coords, deque[tuple[int, int]]] = defaultdict(deque)
 
     def _policies(self):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -87,21 +88,35 @@ class _Hierarchical(Strategy):
             arm, r = divmod(arm, size)
             coords[p] = r
 
-    def _ask(self) -> Coords:
+    def propose(self) -> Proposal:
+        """The upper bandit picks a group, its lower bandit an arm; the tag is [group, arm]."""
         g = self.upper_policy.select(self.upper, self.rng)
         arm = self.lower_policy.select(self.lower[g], self.rng)
-        self._set_arm(g, self.current, arm)
-        coords = tuple(self.current)
-        self.upper.pending[g] += 1
-        self.lower[g].pending[arm] += 1
-        self._asked[coords].append((g, arm))
-        return coords
+        coords = list(self.current)
+        self._set_arm(g, coords, arm)
+        return Proposal(tuple(coords), [int(g), int(arm)])
 
-    def _update(self, coords: Coords, reward: float, was_pending: bool) -> None:
-        if was_pending:
-            g, arm = self._asked[coords].popleft()
-            if not self._asked[coords]:
-                del self._asked[coords]
+    def _commit(self, coords: Coords, tag) -> None:
+        self.current = list(coords)
+        if tag is not None:
+            g, arm = tag
+            self.upper.pending[g] += 1
+            self.lower[g].pending[arm] += 1
+
+    def _expire(self, coords: Coords, tag) -> None:
+        if tag is not None:
+            g, arm = tag
+            if self.upper.pending[g] > 0:
+                self.upper.pending[g] -= 1
+            if self.lower[g].pending[arm] > 0:
+                self.lower[g].pending[arm] -= 1
+
+    def _update(self, coords: Coords, reward: float, tag) -> None:
+        self.upper.decay()
+        for arms in self.lower:
+            arms.decay()
+        if tag is not None:
+            g, arm = tag
             self.upper.update(g, reward, was_pending=True)
             self.lower[g].update(arm, reward, was_pending=True)
         else:
@@ -110,17 +125,38 @@ class _Hierarchical(Strategy):
             for g in range(len(self.groups)):
                 self.lower[g].update(self._arm_of(g, coords), reward, was_pending=False)
 
+    def _state(self) -> dict:
+        return {"upper": self.upper.state(), "lower": [a.state() for a in self.lower], "current": list(self.current)}
+
+    def _load(self, state) -> None:
+        if len(state["lower"]) != len(self.lower):
+            raise ValueError(f"state has {len(state['lower'])} groups, the space has {len(self.lower)}")
+        self.upper.load(state["upper"])
+        for arms, s in zip(self.lower, state["lower"]):
+            arms.load(s)
+        current = [int(c) for c in state["current"]]
+        self.space.index_of_coords(current)  # validates
+        self.current = current
+
     # -- recommendation -------------------------------------------------------------------
-    def _prior(self, coords) -> float:
-        """Group-level estimate of a configuration: mean of its arms' lower-level means."""
+    def _prior(self, coords, means: list[np.ndarray] | None = None) -> float:
+        """Group-level estimate of a configuration: mean of its arms' lower-level means
+        (``means``: ``_lower_means()``, passed in when many configurations are scored)."""
+        if means is None:
+            means = self._lower_means()
         vals = []
-        for g, arms in enumerate(self.lower):
-            a = self._arm_of(g, coords)
-            if arms.n[a] > 0:
-                vals.append(arms.sum[a] / arms.n[a])
+        for g, m in enumerate(means):
+            v = m[self._arm_of(g, coords)]
+            if v == v:
+                vals.append(v)
         if vals:
             return float(np.mean(vals))
-        return self.stats.total_sum / self.stats.total_n if self.stats.total_n else 0.0
+        total_n, total_s, _ = self.stats.totals()
+        return total_s / total_n if total_n else 0.0
+
+    def _lower_means(self) -> list[np.ndarray]:
+        """Each lower bandit's arm means, NaN where an arm has no reward."""
+        return [np.where(arms.n > 0, arms.means(), np.nan) for arms in self.lower]
 
     def best(self, n: int = 1) -> list[Recommendation]:
         """Rank configurations by their own pulls, shrunk toward group-level estimates.
@@ -134,25 +170,26 @@ class _Hierarchical(Strategy):
         k = float(self.options.shrinkage)
         sigma = self.stats.noise_std()
         z = self._z()
+        means = self._lower_means()
         recs = []
-        for coords, (cnt, s, _) in self.stats.table.items():
-            est = (s + k * self._prior(coords)) / (cnt + k) if cnt + k > 0 else s / cnt
+        for coords, (cnt, s, _) in self.stats.items():
+            est = (s + k * self._prior(coords, means)) / (cnt + k) if cnt + k > 0 else s / cnt
             half = z * sigma / math.sqrt(cnt + k)
             recs.append((est, cnt, coords, half))
         if len(recs) < n:
-            recs.extend(self._unpulled_candidates(n - len(recs), k, sigma, z))
+            recs.extend(self._unpulled_candidates(n - len(recs), k, sigma, z, means))
         jitter = self._tiebreak_rng().random(len(recs))
         order = sorted(range(len(recs)), key=lambda i: (-recs[i][0], -recs[i][1], jitter[i]))
         out = []
         for i in order[:n]:
             est, cnt, coords, half = recs[i]
-            out.append(Recommendation(self.space.config_from_coords(coords), float(est), int(cnt), est - half, est + half))
+            out.append(Recommendation(self.space.config_from_coords(coords), float(est), pull_count(cnt), est - half, est + half))
         return out
 
-    def _unpulled_candidates(self, need: int, k: float, sigma: float, z: float):
+    def _unpulled_candidates(self, need: int, k: float, sigma: float, z: float, means: list[np.ndarray]):
         per_group = []
         for g, arms in enumerate(self.lower):
-            q = np.where(arms.n > 0, arms.sum / np.maximum(arms.n, 1), -np.inf)
+            q = np.where(arms.n > 0, arms.means(), -np.inf)
             top = 3 if len(self.lower) <= 6 else 2
             per_group.append([int(a) for a in np.argsort(-q, kind="stable")[:top]])
         out = []
@@ -161,9 +198,9 @@ class _Hierarchical(Strategy):
             for g, arm in enumerate(arms_choice):
                 self._set_arm(g, coords, arm)
             c = tuple(coords)
-            if c in self.stats.table:
+            if c in self.stats:
                 continue
-            out.append((self._prior(c), 0, c, z * sigma / math.sqrt(k) if k > 0 else math.inf))
+            out.append((self._prior(c, means), 0, c, z * sigma / math.sqrt(k) if k > 0 else math.inf))
         out.sort(key=lambda r: -r[0])
         seen, uniq = set(), []
         for r in out:
@@ -173,9 +210,9 @@ class _Hierarchical(Strategy):
         if len(uniq) < need:  # tiny spaces or few tried arms: fall back to index order
             for i in range(len(self.space)):
                 c = self.space.coords_of_index(i)
-                if c not in self.stats.table and c not in seen:
+                if c not in self.stats and c not in seen:
                     seen.add(c)
-                    uniq.append((self._prior(c), 0, c, z * sigma / math.sqrt(k) if k > 0 else math.inf))
+                    uniq.append((self._prior(c, means), 0, c, z * sigma / math.sqrt(k) if k > 0 else math.inf))
                 if len(uniq) >= need:
                     break
         return uniq[:need]

@@ -8,7 +8,10 @@ One-hot features for every knob value and for the values of the interacting pair
 independent Gaussian priors (``prior_scale`` for main effects, ``interaction_scale`` for
 pairs); ``u_c ~ N(0, residual_scale**2)`` is what the additive model misses about one
 configuration, learned from that configuration's own pulls; the noise variance is the
-pooled within-configuration variance (plug-in). A pull's one-hot row has a handful of
+pooled within-configuration variance (plug-in). The residual is marginalised out of the
+regression: a configuration's pulls enter it through their mean, with precision
+``n_c / (sigma^2 + n_c tau^2)`` rather than ``n_c / sigma^2``, so they are not counted twice
+(once in the model, once in the blend with the configuration's own mean). A pull's one-hot row has a handful of
 non-zeros, so a tell updates the Gram matrix in O(k^2); the posterior is refactored
 (Cholesky, O(d^3)) at most once per tell, less often once thousands of pulls are in.
 
@@ -34,10 +37,21 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import linalg
+from scipy import linalg, sparse
 from scipy.linalg import blas
 
-from autorag_hp.strategies._base import Coords, Recommendation, SpaceExhausted, Strategy, argmax_random
+from autorag_hp._seeds import generator
+from autorag_hp._validation import check_positive_int
+from autorag_hp.strategies._base import (
+    Coords,
+    Proposal,
+    Recommendation,
+    SpaceExhausted,
+    Strategy,
+    argmax_random,
+    pull_count,
+)
+from autorag_hp.strategies._stats import Discounted, Stationary
 
 __all__ = ["StructuredTS", "StructuredTopTwo"]
 
@@ -52,11 +66,6 @@ def _finite(name: str, value: Any, *, low: float = 0, strict: bool = True) -> No
     ok = ok and (value > low if strict else value >= low)
     if not ok:
         raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
-
-
-def _pos_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -113,7 +122,7 @@ class StructuredTSOptions:
         if isinstance(self.init, bool) or not isinstance(self.init, int) or self.init < 0:
             raise ValueError(f"init must be an integer >= 0, got {self.init!r}")
         for f in ("top_m", "stop_top", "stop_every", "stop_min_pulls", "stop_samples"):
-            _pos_int(f, getattr(self, f))
+            check_positive_int(f, getattr(self, f))
         ws = self.warm_start
         if ws is not None and not isinstance(ws, str) and not (isinstance(ws, (list, tuple))):
             raise ValueError(f"warm_start must be a journal path or a list of {{'config', 'reward'}} records, got {ws!r}")
@@ -222,10 +231,13 @@ class StructuredTS(Strategy):
 
     name = "structured-ts"
     Options = StructuredTSOptions
+    forgets = (Stationary, Discounted)  # Discounted: exponential forgetting of the regression
+    online = True
 
     def __init__(self, space, *, seed=0, **options):
         super().__init__(space, seed=seed, **options)
         o = self.options
+        self._gamma = float(self.stats_rule.gamma) if isinstance(self.stats_rule, Discounted) else 1.0
         self.design = _Design(space.names, space.sizes, o.interactions)
         d = self.design.d
         self.enumerate = len(space) <= _ENUMERATE_LIMIT
@@ -286,11 +298,28 @@ class StructuredTS(Strategy):
         idx = self.design.active(coords, proxy=proxy)
         self.gram[np.ix_(idx, idx)] += weight
         self.xty[idx] += weight * reward
-        self._observe(idx, reward, weight)
+        if self._gamma == 1.0 and (proxy or not self.enumerate):
+            self._observe(idx, reward, weight)
 
-    def _update(self, coords: Coords, reward: float, was_pending: bool) -> None:
+    def _forget(self) -> None:
+        """Discount everything learned so far by gamma (exponential forgetting, Discounted stats):
+        the data part of the posterior precision fades toward the prior."""
+        g = self._gamma
+        self.gram *= g
+        self.xty *= g
+        if self.enumerate:
+            self.n_c *= g
+            self.sum_c *= g
+            self._blend_key = None  # every configuration's weight changed
+        self._ss_within *= g
+        self._dof_within *= g
+        self._tot = [x * g for x in self._tot]
+
+    def _update(self, coords: Coords, reward: float, tag) -> None:
+        if self._gamma < 1.0:
+            self._forget()
         self._add(coords, reward, 1.0)
-        row = self.stats.table.get(coords)  # before the base class adds this reward
+        row = self.stats.row(coords)  # before the base class adds this reward
         if row is not None:
             n, s = row[0], row[1]
             mean_old = s / n
@@ -299,17 +328,24 @@ class StructuredTS(Strategy):
             self._dof_within += 1
         if self.enumerate:
             i = self.space.index_of_coords(coords)
+            n0, s0 = self.n_c[i], self.sum_c[i]
             self.n_c[i] += 1
             self.sum_c[i] += reward
             self._blend_dirty.add(i)
+            if self._gamma == 1.0:
+                self._observe_mean(self.design.active(coords), n0, s0, self.n_c[i], self.sum_c[i])
         t = self._tot
         t[0] += 1
         t[1] += reward
         t[2] += reward * reward
-        if abs(self.noise_var() / self._s2 - 1.0) > _REFACTOR_DRIFT:
-            self._factor()  # the noise estimate moved: redo the posterior at the new variance
+        if self._gamma < 1.0 or abs(self.noise_var() / self._s2 - 1.0) > _REFACTOR_DRIFT:
+            # discounted: the whole precision moved, not by a rank-one term; otherwise the noise
+            # estimate moved: redo the posterior at the new variance
+            self._factor()
         if self.options.residual_eb and self.enumerate and self.n_told % 10 == 9:
             self._tau2 = max(self.options.residual_scale ** 2, self._residual_moment())
+            if abs(self._tau2 - self._tau2_factored) > _REFACTOR_DRIFT * self._tau2_factored:
+                self._factor()  # every configuration's weight in the regression moved
 
     def _residual_moment(self) -> float:
         """Method-of-moments estimate of the residual variance tau^2 (pull-weighted):
@@ -341,12 +377,45 @@ class StructuredTS(Strategy):
         """
         s2 = self.noise_var()
         a = self.gram / s2
+        b = self.xty / s2
+        if self.enumerate and self._tau2 > 0:
+            # The gram counts every pull of a configuration as independent evidence on the model
+            # (n / s2); with the residual u_c the configuration's mean says only n / (s2 + n tau2)
+            # about it. Take the difference out, so a configuration's pulls are not counted twice
+            # (once in the model, once in the blend with its own mean).
+            pulled = np.flatnonzero(self.n_c)
+            if len(pulled):
+                n = self.n_c[pulled]
+                cut = n / s2 - n / (s2 + n * self._tau2)
+                x = self._design_matrix(pulled)
+                a -= (x.T @ sparse.diags(cut) @ x).toarray()
+                b -= x.T @ (cut * self.sum_c[pulled] / n)
         a[np.diag_indices_from(a)] += self.prior_prec
         chol = linalg.cholesky(a, lower=True, check_finite=False)
         root = linalg.solve_triangular(chol, np.eye(len(a)), lower=True, trans="T", check_finite=False)
         self._root = np.asfortranarray(root)
-        self._mu = linalg.cho_solve((chol, True), self.xty / s2, check_finite=False)
+        self._mu = linalg.cho_solve((chol, True), b, check_finite=False)
         self._s2 = s2
+        self._tau2_factored = self._tau2
+
+    def _design_matrix(self, indices: np.ndarray) -> sparse.csr_matrix:
+        """Sparse one-hot rows of the configurations with these indices (mixed-radix order)."""
+        coords = np.stack(np.unravel_index(indices, self.space.sizes), axis=1)
+        cols = self.design.active_rows(coords)
+        m, k = cols.shape
+        return sparse.csr_matrix((np.ones(m * k), (np.repeat(np.arange(m), k), cols.ravel())),
+                                 shape=(m, self.design.d))
+
+    def _observe_mean(self, idx: np.ndarray, n0: float, s0: float, n1: float, s1: float) -> None:
+        """A configuration's (count, sum) moved from (n0, s0) to (n1, s1): its mean counts in the
+        regression with precision w(n) = n / (s2 + n tau2), so the posterior gains precision
+        w(n1) - w(n0) at the pseudo-observation that moves w * mean = s / (s2 + n tau2) exactly."""
+        s2, t2 = self._s2, self._tau2
+        dw = n1 / (s2 + n1 * t2) - n0 / (s2 + n0 * t2)
+        if dw <= 0:
+            return
+        target = (s1 / (s2 + n1 * t2) - s0 / (s2 + n0 * t2)) / dw
+        self._observe(idx, target, s2 * dw)
 
     def _observe(self, idx: np.ndarray, reward: float, weight: float) -> None:
         """Exact rank-one posterior update (Potter's square-root form, no factorisation): O(d^2)."""
@@ -420,8 +489,8 @@ class StructuredTS(Strategy):
 
     def _ascent(self, beta: np.ndarray, exclude: int | None) -> int:
         """Huge spaces: coordinate ascent on the sampled model from the best pulled configuration."""
-        start = max(self.stats.table, key=lambda c: self.stats.table[c][1] / self.stats.table[c][0]) \
-            if self.stats.table else tuple(int(self.rng.integers(s)) for s in self.space.sizes)
+        start = max(self.stats.items(), key=lambda item: item[1][1] / item[1][0])[0] \
+            if len(self.stats) else tuple(int(self.rng.integers(s)) for s in self.space.sizes)
         cur = list(start)
         for _ in range(10):
             changed = False
@@ -442,15 +511,56 @@ class StructuredTS(Strategy):
         return idx
 
     # -- ask ----------------------------------------------------------------------------------
-    def _ask(self) -> Coords:
+    def propose(self) -> Proposal:
+        """The next space-filling first pull (tag "init") while any is left, then a (top-two)
+        Thompson draw (tag None)."""
         if self.options.stop:
             self._check_stop()
         if self._init_plan:
-            return self._init_plan.pop()
+            return Proposal(self._init_plan[-1], "init")
         leader = self._thompson_draw()
         if self.options.leader_prob < 1.0 and self.rng.random() >= self.options.leader_prob:
             leader = self._thompson_draw(exclude=leader, top_m=self.options.top_m)
-        return self.space.coords_of_index(leader)
+        return Proposal(self.space.coords_of_index(leader))
+
+    def _commit(self, coords: Coords, tag) -> None:
+        if tag == "init" and self._init_plan and self._init_plan[-1] == coords:
+            self._init_plan.pop()
+
+    def _state(self) -> dict:
+        out = {
+            "gram": self.gram.tolist(), "xty": self.xty.tolist(), "root": self._root.tolist(), "mu": self._mu.tolist(),
+            "s2": self._s2, "ss_within": self._ss_within, "dof_within": self._dof_within, "warm_n": self._warm_n,
+            "tot": list(self._tot), "tau2": self._tau2, "tau2_factored": self._tau2_factored,
+            "init_plan": [list(c) for c in self._init_plan],
+        }
+        if self.enumerate:
+            out["n_c"] = self.n_c.tolist()
+            out["sum_c"] = self.sum_c.tolist()
+        return out
+
+    def _load(self, state) -> None:
+        d = self.design.d
+        arrays = {k: np.asarray(state[k], dtype=float) for k in ("gram", "xty", "root", "mu")}
+        for k, shape in (("gram", (d, d)), ("xty", (d,)), ("root", (d, d)), ("mu", (d,))):
+            if arrays[k].shape != shape:
+                raise ValueError(f"state {k!r} has shape {arrays[k].shape}, the model needs {shape}")
+        self.gram, self.xty, self._mu = arrays["gram"], arrays["xty"], arrays["mu"]
+        self._root = np.asfortranarray(arrays["root"])
+        self._s2 = float(state["s2"])
+        self._ss_within = float(state["ss_within"])
+        self._dof_within = state["dof_within"]
+        self._warm_n = int(state["warm_n"])
+        self._tot = list(state["tot"])
+        self._tau2 = float(state["tau2"])
+        self._tau2_factored = float(state["tau2_factored"])
+        self._init_plan = [tuple(int(x) for x in c) for c in state["init_plan"]]
+        if self.enumerate:
+            self.n_c = np.asarray(state["n_c"], dtype=float)
+            self.sum_c = np.asarray(state["sum_c"], dtype=float)
+        self._blend_key = None
+        self._blend_dirty = set()
+        self._stop_cache = None
 
     def _check_stop(self) -> None:
         o = self.options
@@ -480,7 +590,7 @@ class StructuredTS(Strategy):
             raise NotImplementedError("the stopping rule needs a space of at most 250,000 configurations")
         o = self.options
         x = min(o.stop_top, len(self.space))
-        rng = np.random.default_rng([self.seed, self.n_told, 0x5709])
+        rng = generator("stopping", self.seed, self.n_told)
         picks = self._ranked_indices(x)
         hits = 0
         chunk = max(1, min(o.stop_samples, 2_000_000 // max(len(self.space), 1)))
@@ -538,7 +648,7 @@ class StructuredTS(Strategy):
             w = self._root[act].sum(axis=0)  # model variance x^T C x = |root.T x|^2
             var = (1.0 - k[i]) ** 2 * float(w @ w) + float(sd[i]) ** 2
             half = z * math.sqrt(max(var, 0.0))
-            out.append(Recommendation(self.space.config_from_coords(coords), float(v[i]), int(self.n_c[i]),
+            out.append(Recommendation(self.space.config_from_coords(coords), float(v[i]), pull_count(self.n_c[i]),
                                       float(v[i]) - half, float(v[i]) + half))
         return out
 

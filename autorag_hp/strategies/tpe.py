@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
 from dataclasses import dataclass
 
-from autorag_hp.strategies._base import Coords, Strategy
+from autorag_hp.strategies._base import Coords, Proposal, Strategy
 
 __all__ = ["TPE"]
 
@@ -54,20 +53,17 @@ class TPE(Strategy):
             name: optuna.distributions.CategoricalDistribution(list(range(size)))
             for name, size in zip(space.names, space.sizes)
         }
-        self._trials: dict[Coords, deque] = defaultdict(deque)
+        self._trials: dict[int, object] = {}  # trial number (the proposal's tag) -> open trial
 
-    def _ask(self) -> Coords:
+    def propose(self) -> Proposal:
+        """Opens an Optuna trial (Optuna has no side-effect-free ask); the tag is its number."""
         trial = self.study.ask(self._dists)
-        coords = tuple(int(trial.params[name]) for name in self.space.names)
-        self._trials[coords].append(trial)
-        return coords
+        self._trials[trial.number] = trial
+        return Proposal(tuple(int(trial.params[name]) for name in self.space.names), trial.number)
 
-    def _update(self, coords: Coords, reward: float, was_pending: bool) -> None:
-        if was_pending:
-            trial = self._trials[coords].popleft()
-            if not self._trials[coords]:
-                del self._trials[coords]
-            self.study.tell(trial, reward)
+    def _update(self, coords: Coords, reward: float, tag) -> None:
+        if tag is not None:
+            self.study.tell(self._trials.pop(tag), reward)
         else:
             params = {name: c for name, c in zip(self.space.names, coords)}
             self.study.add_trial(

@@ -1,8 +1,10 @@
-"""The checks every strategy passes: ask/tell/best, reproducibility, bad input, resume equivalence."""
+"""The checks every strategy passes: ask/tell/best, reproducibility, bad input, resume equivalence,
+and, for strategies usable online (``Strategy.online``), the online hooks and forgetting statistics."""
 
 from __future__ import annotations
 
 import copy
+import json
 import math
 import tempfile
 import warnings
@@ -13,7 +15,7 @@ import numpy as np
 
 from autorag_hp.objective import Outcome
 from autorag_hp.space import SearchSpace
-from autorag_hp.strategies import Recommendation, SpaceExhausted, make_strategy
+from autorag_hp.strategies import Discounted, Proposal, Recommendation, SlidingWindow, SpaceExhausted, make_strategy
 from autorag_hp.tuner import tune
 
 __all__ = ["CONTRACT_CHECKS", "check_strategy_contract", "contract_space"]
@@ -39,8 +41,9 @@ def _objective(space: SearchSpace):
 
 
 def _state(strategy) -> tuple:
-    return (strategy.n_told, strategy.n_asked, sorted((k, tuple(v)) for k, v in strategy.stats.table.items()),
-            sorted(strategy.pending.items()), strategy.rng.bit_generator.state["state"]["state"])
+    return (strategy.n_told, strategy.n_asked, sorted((k, tuple(v)) for k, v in strategy.stats.items()),
+            sorted((k, tuple(map(json.dumps, v))) for k, v in strategy.pending.items()),
+            strategy.rng.bit_generator.state["state"]["state"])
 
 
 def check_ask_tell_best(name: str, **options) -> None:
@@ -84,26 +87,28 @@ def check_ask_tell_best(name: str, **options) -> None:
             pass
 
 
-def check_reproducible(name: str, **options) -> None:
+def _run(name: str, seed: int, options: dict, pulls: int = 30) -> tuple[list[int], list[int]]:
+    """(asked configuration indices, best(3) indices) of ``pulls`` ask/tell steps."""
     space = contract_space()
-    runs = []
-    for _ in range(2):
-        s = make_strategy(name, space, seed=42, **options)
-        f = _objective(space)
-        seq = []
-        for pull in range(30):
-            try:
-                c = s.ask()
-            except SpaceExhausted:
-                break
-            seq.append(space.index(c))
-            s.tell(c, f(c, pull).reward)
-        runs.append((seq, [space.index(r.config) for r in s.best(3)]))
-    assert runs[0] == runs[1], f"{name}: same seed gave different sequences"
-    if name != "grid":
-        other = make_strategy(name, space, seed=43, **options)
-        seq = [space.index(other.ask()) for _ in range(1)]
-        assert isinstance(seq[0], int)
+    s = make_strategy(name, space, seed=seed, **options)
+    f = _objective(space)
+    seq = []
+    for pull in range(pulls):
+        try:
+            c = s.ask()
+        except SpaceExhausted:
+            break
+        seq.append(space.index(c))
+        s.tell(c, f(c, pull).reward)
+    return seq, [space.index(r.config) for r in s.best(3)]
+
+
+def check_reproducible(name: str, **options) -> None:
+    first, second = _run(name, 42, options), _run(name, 42, options)
+    assert first == second, f"{name}: same seed gave different sequences"
+    if name != "grid":  # the one deterministic strategy
+        other, _ = _run(name, 43, options)
+        assert other != first[0], f"{name}: seeds 42 and 43 gave the same sequence: {other}"
 
 
 def check_bad_input(name: str, **options) -> None:
@@ -181,11 +186,102 @@ def check_resume_equivalence(name: str, **options) -> None:
             assert [x.config for x in resumed.best(3)] == [x.config for x in full.best(3)]
 
 
+def _json_round_trip(state: dict) -> dict:
+    text = json.dumps(state, allow_nan=False)  # plain JSON: no pickle, no NaN
+    return json.loads(text)
+
+
+def _play(s, f, pulls: range, *, batch: int = 1) -> list[int]:
+    seq = []
+    for rnd in range(len(pulls) // batch):
+        configs = s.ask_batch(batch)
+        for k, c in enumerate(configs):
+            seq.append(s.space.index(c))
+            s.tell(c, f(c, pulls[rnd * batch + k]).reward)
+    return seq
+
+
+def check_online_hooks(name: str, **options) -> None:
+    """propose / commit / expire / tell(tag=) / state / load, for strategies with ``online = True``;
+    the others must refuse forgetting statistics."""
+    space = contract_space()
+    s = make_strategy(name, space, seed=3, **options)
+    if not getattr(s, "online", False):
+        try:
+            make_strategy(name, space, seed=3, stats=Discounted(0.9), **options)
+        except ValueError as exc:
+            assert "stats" in str(exc), exc
+        else:
+            raise AssertionError(f"{name}: accepted forgetting statistics but is not usable online (online = False)")
+        return
+    f = _objective(space)
+    _play(s, f, range(20), batch=2)
+    open_asks = s.ask_batch(2)  # pending while we snapshot
+
+    # propose draws from the generator only; proposing again from the same generator state repeats it
+    before = _json_round_trip(s.state())
+    p1 = s.propose()
+    after = _json_round_trip(s.state())
+    assert {k: v for k, v in after.items() if k != "rng"} == {k: v for k, v in before.items() if k != "rng"}, (
+        f"{name}: propose() changed the state"
+    )
+    s.load(before)
+    p2 = s.propose()
+    assert p1 == p2, f"{name}: propose() is not a function of the state"
+    json.dumps(p1.tag)  # tags are journaled
+
+    # state/load round trip through JSON: an identical strategy, next asks and estimates included
+    s.load(before)
+    twin = make_strategy(name, space, seed=3, **options)
+    twin.load(_json_round_trip(s.state()))
+    assert _json_round_trip(twin.state()) == _json_round_trip(s.state()), f"{name}: load(state()) lost something"
+    for strategy in (s, twin):
+        for c in open_asks:
+            strategy.tell(c, 0.5)
+    assert _play(twin, f, range(20, 40)) == _play(s, f, range(20, 40)), f"{name}: a loaded state diverged"
+    assert twin.best(3) == s.best(3)
+
+    # ask == commit(propose); expire undoes what commit made pending
+    pending_before = _json_round_trip(s.state())["pending"]
+    p = s.propose()
+    s.commit(p)
+    assert s.pending, f"{name}: commit() did not make the proposal pending"
+    s.expire(p)
+    assert _json_round_trip(s.state())["pending"] == pending_before, f"{name}: expire() left the ask pending"
+    try:
+        s.expire(p)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"{name}: expired an ask that was not pending")
+    c = space.config_from_coords(p.coords)
+    state = _state(s)
+    try:
+        s.tell(c, 0.5, tag=["not", "pending"])
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"{name}: tell(tag=...) accepted a tag that is not pending")
+    assert _state(s) == state, f"{name}: a rejected tell changed the state"
+
+    # forgetting statistics are an option, offline too, and are journaled by describe()
+    for rule in (Discounted(0.9), SlidingWindow(10)):
+        if not isinstance(rule, s.forgets):
+            continue
+        d = make_strategy(name, space, seed=3, stats=str(rule), **options)
+        assert d.stats_rule == rule
+        _play(d, f, range(30))
+        desc = d.describe()
+        assert make_strategy(desc["strategy"], space, seed=desc["seed"], **desc["options"]).describe() == desc
+        assert len(d.best(3)) == 3
+
+
 CONTRACT_CHECKS: dict[str, Callable[..., None]] = {
     "ask_tell_best": check_ask_tell_best,
     "reproducible": check_reproducible,
     "bad_input": check_bad_input,
     "resume_equivalence": check_resume_equivalence,
+    "online_hooks": check_online_hooks,
 }
 
 

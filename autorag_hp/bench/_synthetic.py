@@ -1,7 +1,7 @@
 """Synthetic per-question RAG grids of controlled difficulty, for benchmarks without LLM calls.
 
 A surface is a complete grid (every configuration on every question) returned as a
-:class:`~autorag_hp.replay.ReplayTable`, so it replays exactly like a real grid table.
+:class:`~autorag_hp.bench.ReplayTable`, so it replays exactly like a real grid table.
 
 Model (all on the logit scale of "the answer is correct"):
 
@@ -22,6 +22,15 @@ configurations clearly ahead (the five best by the additive effects get a bonus 
 a sweet spot); *medium* has smaller effects, a smaller bonus and one degenerate knob
 (query expansion); *hard* has small effects, no sweet spot and two degenerate knobs (chunk size, query expansion barely matter), so many configurations
 sit within 0.01 of the best ("search space degeneracy").
+
+*nonadditive* is built to break the additive + pairwise model of the ``structured-*``
+strategies (an additive + pairwise least-squares fit explains about 78% of its true means'
+variance, against 88-97% for the three buckets above): on top of medium-sized main and pairwise
+effects it has a pure three-way embedder x chunk size x top-k interaction, a threshold (a drop
+of 1 logit when the retrieved context, top-k x chunk size x (1 - compression), is in the top
+quarter: a context window), a plateau (gains above the 90th percentile are cut to 30%), and two
+"needles": single configurations whose knob values predict a below-median value, set 0.25 logits
+above the best and 0.05 below it.
 """
 
 from __future__ import annotations
@@ -33,13 +42,16 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 from scipy import special, stats
 
-from autorag_hp.replay import ReplayTable
+from autorag_hp._seeds import generator
+from autorag_hp._validation import check_int, check_number
+from autorag_hp.bench._table import ReplayTable
+from autorag_hp.objective import check_w, reward
 from autorag_hp.space import SearchSpace
 
-__all__ = ["DIFFICULTIES", "DEFAULT_PARAMS", "make_surface", "make_proxy", "describe_surface"]
+__all__ = ["DIFFICULTIES", "DEFAULT_PARAMS", "make_surface", "make_proxy"]
 
-Difficulty = Literal["easy", "medium", "hard"]
-DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
+Difficulty = Literal["easy", "medium", "hard", "nonadditive"]
+DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard", "nonadditive")
 
 DEFAULT_PARAMS: dict[str, list[Any]] = {
     "embedder": ["bm25", "minilm", "bge-base", "e5-large"],
@@ -58,22 +70,24 @@ class _Level:
     degenerate_factor: float
     lead: int = 0  # this many configurations (the best by latent quality) get ``lead_bonus`` on top
     lead_bonus: float = 0.0
+    # Structure that an additive + pairwise model cannot express (all in logit units):
+    three_way: float = 0.0  # sd of a pure embedder x chunk size x top-k interaction (no lower-order part)
+    window: float = 0.0  # drop when the retrieved context exceeds a window (a threshold on three knobs)
+    plateau: float = 1.0  # above the 90th percentile, gains are multiplied by this (saturation)
+    needles: tuple[float, ...] = ()  # single configurations set this far above the best (negative:
+    # below it), each chosen among those whose knob values predict a below-median value
 
 
 _LEVELS: dict[str, _Level] = {
     "easy": _Level(0.7, (), 1.0, lead=5, lead_bonus=0.8),
     "medium": _Level(0.45, ("query_expansion",), 0.05, lead=5, lead_bonus=0.25),
     "hard": _Level(0.3, ("embedder", "query_expansion"), 0.05),
+    "nonadditive": _Level(0.45, (), 1.0, three_way=0.35, window=1.0, plateau=0.3, needles=(0.25, -0.05)),
 }
 
 # Relative importance of each knob's main effect, and the interacting pairs with their weight.
 _IMPORTANCE = {"embedder": 0.8, "chunk_size": 0.5, "top_k": 0.9, "compression": 0.4, "query_expansion": 0.25}
 _PAIRS = {("top_k", "compression"): 0.5, ("chunk_size", "top_k"): 0.45, ("embedder", "chunk_size"): 0.25}
-
-
-def _check(name: str, value: Any, ok: bool, rule: str) -> None:
-    if not ok:
-        raise ValueError(f"{name} must {rule}, got {value!r}")
 
 
 def _positions(values: Sequence[Any]) -> np.ndarray:
@@ -151,40 +165,64 @@ def _latent(space: SearchSpace, coords: np.ndarray, main: Mapping, inter: Mappin
     return f
 
 
-def _build(
-    difficulty: str,
-    *,
-    seed: int,
-    n_questions: int,
-    w: float,
-    params: Mapping[str, Sequence[Any]] | None,
-    correlation: float,
-    base_accuracy: float,
-    fidelity: float,
-    proxy: bool,
-) -> ReplayTable:
-    _check("difficulty", difficulty, difficulty in _LEVELS, f"be one of {list(DIFFICULTIES)}")
-    _check("seed", seed, not isinstance(seed, bool) and isinstance(seed, (int, np.integer)) and seed >= 0,
-           "be a non-negative integer")
-    _check("n_questions", n_questions, not isinstance(n_questions, bool) and isinstance(n_questions, (int, np.integer))
-           and n_questions >= 4, "be an integer >= 4")
-    _check("w", w, isinstance(w, (int, float)) and 0.0 <= w <= 1.0, "lie in [0, 1]")
-    _check("correlation", correlation, isinstance(correlation, (int, float)) and 0.0 <= correlation < 1.0,
-           "lie in [0, 1)")
-    _check("base_accuracy", base_accuracy, isinstance(base_accuracy, (int, float)) and 0.0 < base_accuracy < 1.0,
-           "lie in (0, 1)")
-    _check("fidelity", fidelity, isinstance(fidelity, (int, float)) and 0.0 <= fidelity <= 1.0, "lie in [0, 1]")
+def _pure_three_way(sizes: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+    """A random tensor with every one- and two-way marginal zero (ANOVA: only the 3-way term), sd 1."""
+    t = rng.normal(size=tuple(sizes))
+    for axis in range(3):
+        t = t - t.mean(axis=axis, keepdims=True)  # double-centring along every axis leaves the 3-way part
+    return t / (t.std() or 1.0)
+
+
+def _non_additive(space: SearchSpace, coords: np.ndarray, f: np.ndarray, level: _Level,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Add what an additive + pairwise model misses: a three-way interaction, a context-window
+    threshold, a plateau above the 90th percentile and "needle" configurations."""
+    f = f.copy()
+    names = [n for n in ("embedder", "chunk_size", "top_k") if n in space.names]
+    if level.three_way and len(names) == 3:
+        pos = [space.names.index(n) for n in names]
+        t = _pure_three_way([space.sizes[j] for j in pos], rng)
+        f += level.three_way * t[tuple(coords[:, j] for j in pos)]
+    if level.window:  # retrieved context over the window: the answer is lost in the middle
+        context = _tokens(space, coords) - 200.0
+        f -= level.window * (context > np.quantile(context, 0.75))
+    if level.plateau != 1.0:
+        q = np.quantile(f, 0.9)
+        f = np.where(f > q, q + level.plateau * (f - q), f)
+    top, low = f.max(), np.flatnonzero(f < np.median(f))
+    for i, lift in zip(rng.choice(low, size=len(level.needles), replace=False), level.needles):
+        f[int(i)] = top + lift
+    return f
+
+
+def _build(difficulty: str, *, fidelity: float = 1.0, proxy: bool = False, **options: Any) -> ReplayTable:
+    unknown = sorted(set(options) - set(_SURFACE_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown surface option(s) {unknown}; known: {list(_SURFACE_OPTIONS)}")
+    o = {**_SURFACE_OPTIONS, **options}
+    seed, n_questions, w, params = o["seed"], o["n_questions"], o["w"], o["params"]
+    correlation, base_accuracy = o["correlation"], o["base_accuracy"]
+    if difficulty not in _LEVELS:
+        raise ValueError(f"difficulty must be one of {list(DIFFICULTIES)}, got {difficulty!r}")
+    check_int("seed", seed, minimum=0)
+    check_int("n_questions", n_questions, minimum=4)
+    w = check_w(w)
+    check_number("correlation", correlation, low=0.0, high=1.0, high_open=True)
+    check_number("base_accuracy", base_accuracy, low=0.0, high=1.0, low_open=True, high_open=True)
+    check_number("fidelity", fidelity, low=0.0, high=1.0)
     space = SearchSpace(dict(params) if params is not None else DEFAULT_PARAMS)
     level = _LEVELS[difficulty]
     code = DIFFICULTIES.index(difficulty)
     # The knob effects depend on (seed, difficulty) only, so a proxy shares them with its target.
-    main, inter = _effects(space, level, np.random.default_rng([int(seed), code, 0xE55]))
+    main, inter = _effects(space, level, generator("surface", int(seed), code))
     coords = _grid_coords(space)
     f = level.scale * _latent(space, coords, main, inter)
+    if level.three_way or level.window or level.plateau != 1.0 or level.needles:
+        f = _non_additive(space, coords, f, level, generator("surface-nonadditive", int(seed), code))
     if level.lead:  # "a few configurations clearly ahead" (a sweet spot the additive effects point to)
         f[np.argsort(-f, kind="stable")[: level.lead]] += level.lead_bonus
     stream = 1 if proxy else 0
-    rng = np.random.default_rng([int(seed), code, 0x9E5, stream, int(n_questions)])
+    rng = generator("surface-draws", int(seed), code, tail=(stream, int(n_questions)))
     if proxy:  # a cheaper pipeline: correlated with the target, shifted down, partly reshuffled
         noise = rng.normal(size=len(f)) * (f.std() or 1.0)
         f = fidelity * f + math.sqrt(1.0 - fidelity**2) * noise - 0.3
@@ -203,10 +241,14 @@ def _build(
     correct = (u < p).astype(float)
     tokens = _tokens(space, coords)[:, None] * rng.lognormal(0.0, 0.3, size=(len(f), n_questions))
     t_max = float(tokens.max())
-    outcomes = w * correct - (1.0 - w) * tokens / t_max
+    outcomes = reward(correct, tokens, w=w, t_max=t_max)
     bounded = bool(((outcomes >= 0) & (outcomes <= 1)).all())
     qids = tuple(f"{'proxy' if proxy else 'q'}{i}" for i in range(n_questions))
     return ReplayTable(space, outcomes.mean(axis=1), outcomes, qids, bounded, n_questions)
+
+
+_SURFACE_OPTIONS: dict[str, Any] = {"seed": 0, "n_questions": 50, "w": 0.9, "params": None, "correlation": 0.9,
+                                     "base_accuracy": 0.35}
 
 
 def make_surface(
@@ -228,44 +270,15 @@ def make_surface(
     configurations agree on which questions they get right.
     """
     return _build(difficulty, seed=seed, n_questions=n_questions, w=w, params=params, correlation=correlation,
-                  base_accuracy=base_accuracy, fidelity=1.0, proxy=False)
+                  base_accuracy=base_accuracy)
 
 
-def make_proxy(
-    difficulty: Difficulty,
-    *,
-    seed: int = 0,
-    n_questions: int = 50,
-    fidelity: float = 0.8,
-    w: float = 0.9,
-    params: Mapping[str, Sequence[Any]] | None = None,
-    correlation: float = 0.9,
-    base_accuracy: float = 0.35,
-) -> ReplayTable:
+def make_proxy(difficulty: Difficulty, *, fidelity: float = 0.8, **options: Any) -> ReplayTable:
     """A cheaper proxy of ``make_surface(difficulty, seed=seed, ...)`` (e.g. a smaller embedder).
 
     The proxy's knob effects correlate with the target's at about ``fidelity`` (1: the same
     surface on fresh questions) and its accuracy is lower overall; its questions are drawn
-    independently of the target's.
+    independently of the target's. ``options`` are :func:`make_surface`'s (``seed``,
+    ``n_questions``, ``w``, ``params``, ``correlation``, ``base_accuracy``).
     """
-    return _build(difficulty, seed=seed, n_questions=n_questions, w=w, params=params, correlation=correlation,
-                  base_accuracy=base_accuracy, fidelity=fidelity, proxy=True)
-
-
-def describe_surface(table: ReplayTable, *, epsilon: float = 0.01) -> dict[str, Any]:
-    """How hard a table is: near-ties to the best, gaps in the top, spread, one pull's noise."""
-    m = np.sort(table.means)[::-1]
-    out: dict[str, Any] = {
-        "configs": len(m),
-        "questions": table.n_questions,
-        "best": float(m[0]),
-        "within_epsilon": int((m >= m[0] - epsilon).sum()),
-        "epsilon": epsilon,
-        "gap_1_2": float(m[0] - m[1]) if len(m) > 1 else 0.0,
-        "gap_5_6": float(m[4] - m[5]) if len(m) > 5 else 0.0,
-        "top5_spread": float(m[0] - m[min(4, len(m) - 1)]),
-        "spread": float(m[0] - m[-1]),
-    }
-    if table.outcomes is not None:
-        out["question_std"] = float(table.outcomes.std(axis=1).mean())
-    return out
+    return _build(difficulty, fidelity=fidelity, proxy=True, **options)

@@ -1,0 +1,214 @@
+"""Pareto Thompson sampling: random scalarisations of two structured models (quality, cost).
+
+Two structured Bayesian models (:class:`~autorag_hp.strategies.structured.StructuredTS`'s
+additive-plus-pairwise ANOVA model) learn, over knob values, a configuration's mean quality
+and its log prompt tokens (tokens are close to a product of knob effects, chunk size x top-k
+x compression, so their logarithm is close to additive). Each pull draws a weight ``l``
+uniformly from ``[w_low, w_high]`` and one posterior sample of both models, rescales the
+sampled quality and log-tokens of all configurations to [0, 1] (0 = worst, 1 = best), and
+plays the argmax of the Chebyshev scalarisation ``min(l * quality', (1 - l) * cheapness')``:
+Thompson sampling on a random scalarisation (Paria, Kandasamy & Póczos 2019, "A Flexible
+Framework for Multi-Objective Bayesian Optimization using Random Scalarizations", UAI).
+Unlike a linear one (``scalarisation="linear"``: ``l * quality - (1 - l) * tokens / t_max``),
+the Chebyshev scalarisation reaches every Pareto-optimal configuration, also where the front
+is not convex, and the rescaling spreads the weights evenly along it; over the run the pulls
+sweep the whole front instead of one point of it.
+
+Tell it both objectives with :meth:`ParetoTS.tell_objectives`; a plain ``tell(config,
+reward)`` teaches the quality model only. :meth:`ParetoTS.pareto_set` gives the front of the
+posterior means (with credible intervals), and ``best(n, w=...)`` answers for any ``w``
+without new pulls.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from autorag_hp._seeds import generator
+from autorag_hp.objective import check_reward, check_t_max, check_w
+from autorag_hp.strategies._base import Coords, Proposal, Recommendation, Strategy, argmax_random, pull_count
+from autorag_hp.strategies.structured import StructuredTS, StructuredTSOptions
+
+__all__ = ["ParetoTS", "ParetoTSOptions"]
+
+
+@dataclass(frozen=True)
+class ParetoTSOptions(StructuredTSOptions):
+    """The structured model's options (shared by both models; see :mod:`.structured`), plus:
+    ``w_low``/``w_high``: the range of the per-pull scalarisation weight; ``w``: the weight
+    ``best(n)`` ranks by when none is given; ``t_max``: the token scale of the reward
+    (``w * quality - (1 - w) * tokens / t_max``); ``scalarisation``: "chebyshev" or "linear";
+    ``cost_prior_scale``/``cost_interaction_scale``/``cost_residual_scale``: the cost model's
+    prior standard deviations, in log-token units (the model options above are quality's)."""
+
+    w_low: float = 0.0
+    w_high: float = 1.0
+    w: float = 0.9
+    t_max: float = 1.0
+    scalarisation: str = "chebyshev"
+    cost_prior_scale: float = 1.0
+    cost_interaction_scale: float = 0.3
+    cost_residual_scale: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_w(self.w_low, name="w_low")
+        check_w(self.w_high, name="w_high")
+        check_w(self.w, name="w")
+        if self.w_low > self.w_high:
+            raise ValueError(f"w_low <= w_high must hold, got (w_low={self.w_low}, w_high={self.w_high})")
+        check_t_max(self.t_max)
+        if self.scalarisation not in ("chebyshev", "linear", "front"):
+            raise ValueError(f"scalarisation must be 'chebyshev', 'linear' or 'front', got {self.scalarisation!r}")
+        if self.stop or self.warm_start is not None:
+            raise ValueError("pareto-ts supports neither stop nor warm_start")
+
+
+class ParetoTS(Strategy):
+    """Thompson sampling on random scalarisations of a quality and a cost model."""
+
+    name = "pareto-ts"
+    Options = ParetoTSOptions
+
+    def __init__(self, space, *, seed: int = 0, **options: Any) -> None:
+        super().__init__(space, seed=seed, **options)
+        o = self.options
+        model = {f: getattr(o, f) for f in StructuredTSOptions.__dataclass_fields__}
+        model["init"] = 0  # the space-filling plan is this strategy's own
+        self.quality = StructuredTS(space, seed=seed, **model)
+        self.cost = StructuredTS(space, seed=seed, **{**model, "prior_scale": o.cost_prior_scale,
+                                                      "interaction_scale": o.cost_interaction_scale,
+                                                      "residual_scale": o.cost_residual_scale})
+        if not self.quality.enumerate:
+            raise ValueError(f"pareto-ts needs a space of at most 250,000 configurations, got {len(space)}")
+        n_init = o.init or max(space.sizes)
+        perms = [self.rng.permutation(max(n_init, s)) % s for s in space.sizes]
+        self._init_plan: list[Coords] = [tuple(int(p[i]) for p in perms) for i in range(n_init)]
+        self._init_plan.reverse()
+        self._told_cost: float | None = None
+
+    # -- ask ------------------------------------------------------------------------------
+    def _draw(self, model: StructuredTS) -> np.ndarray:
+        f = model.design.score_all(model._sample_beta(self.rng))
+        xi = self.rng.standard_normal(len(f)) if model._tau2 > 0 else None
+        return model._values(f, xi)
+
+    def propose(self) -> Proposal:
+        """The next space-filling first pull (tag "init"), then the argmax of a random
+        scalarisation of one posterior draw of each model (tag: the weight drawn)."""
+        if self._init_plan:
+            return Proposal(self._init_plan[-1], "init")
+        w = float(self.rng.uniform(self.options.w_low, self.options.w_high))
+        q, log_t = self._draw(self.quality), self._draw(self.cost)
+        if self.options.scalarisation == "front":  # Yahyaa & Manderick 2015: uniform over the sampled front
+            from autorag_hp.pareto import pareto_mask
+
+            front = np.flatnonzero(pareto_mask(np.column_stack([q, log_t]), [1, -1]))
+            pick = int(front[self.rng.integers(len(front))])
+            return Proposal(self.space.coords_of_index(pick), round(w, 6))
+        if self.options.scalarisation == "linear":
+            v = w * q - (1.0 - w) * np.exp(log_t)
+        else:
+            v = np.minimum(w * _unit(q), (1.0 - w) * _unit(-log_t))
+        return Proposal(self.space.coords_of_index(argmax_random(v, self.rng)), round(w, 6))
+
+    def _commit(self, coords: Coords, tag) -> None:
+        if tag == "init" and self._init_plan and self._init_plan[-1] == coords:
+            self._init_plan.pop()
+
+    # -- tell -----------------------------------------------------------------------------
+    def tell_objectives(self, config: Mapping[str, Any], *, quality: float, tokens: float, tag: Any = None) -> None:
+        """Report a pull's mean quality and mean prompt tokens (answers the oldest pending ask
+        of ``config``, or the one committed with ``tag``)."""
+        q = check_reward(quality, name="quality")
+        t = check_reward(tokens, name="tokens")
+        if t < 0:
+            raise ValueError(f"tokens must be >= 0, got {tokens!r}")
+        self._told_cost = math.log(max(t, 1.0) / self.options.t_max)  # the cost model learns log(tokens / t_max)
+        try:
+            if tag is None:
+                self.tell(config, q)
+            else:
+                self.tell(config, q, tag=tag)
+        finally:
+            self._told_cost = None
+
+    def _update(self, coords: Coords, reward: float, tag) -> None:
+        config = self.space.config_from_coords(coords)
+        self.quality.observe(config, reward)
+        if self._told_cost is not None:
+            self.cost.observe(config, self._told_cost)
+
+    # -- recommend ------------------------------------------------------------------------
+    def _posterior(self, model: StructuredTS) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and sd of every configuration's value under ``model``."""
+        mean = model.posterior_mean()
+        k, sd_res = model._shrink(model._s2)
+        rows = model.design.active_rows(np.array([self.space.coords_of_index(i) for i in range(len(self.space))]))
+        w = model._root[rows].sum(axis=1)  # (configs, d): root^T x per configuration
+        var = (1.0 - k) ** 2 * np.einsum("ij,ij->i", w, w) + sd_res ** 2
+        return mean, np.sqrt(np.maximum(var, 0.0))
+
+    def _tokens(self) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior median of each configuration's tokens, and its sd (delta method)."""
+        m, sd = self._posterior(self.cost)
+        if self.cost.n_told == 0:
+            return np.zeros_like(m), np.zeros_like(sd)
+        t = self.options.t_max * np.exp(m)
+        return t, t * sd
+
+    def scalarised(self, w: float) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and sd of ``w * quality - (1 - w) * tokens / t_max`` per configuration
+        (the two models' errors taken as independent)."""
+        w = check_w(w)
+        mq, sq = self._posterior(self.quality)
+        mt, st = self._tokens()
+        c = (1.0 - w) / self.options.t_max
+        return w * mq - c * mt, np.sqrt((w * sq) ** 2 + (c * st) ** 2)
+
+    def best(self, n: int = 1, *, w: float | None = None) -> list[Recommendation]:
+        """Top ``n`` configurations by the posterior mean of the reward at weight ``w``
+        (default: the ``w`` option), with credible intervals; any ``w``, no new pulls."""
+        n = self._check_n(n)
+        if self.n_told == 0:
+            return self._fill(n, [])
+        w = self.options.w if w is None else w
+        mean, sd = self.scalarised(w)
+        jitter = generator("tie-break", self.seed, self.n_told).random(len(mean))
+        order = np.lexsort((jitter, -self.quality.n_c, -mean))[:n]
+        z = self._z()
+        return [Recommendation(self.space.config(int(i)), float(mean[i]), pull_count(self.quality.n_c[i]),
+                               float(mean[i] - z * sd[i]), float(mean[i] + z * sd[i])) for i in order]
+
+    def pareto_set(self, *, confidence: float | None = None):
+        """The posterior-mean :class:`~autorag_hp.pareto.ParetoSet` over (quality, tokens) of
+        every configuration, with credible intervals (tokens in the caller's units)."""
+        from autorag_hp.pareto import ParetoSet
+
+        conf = self.confidence if confidence is None else confidence
+        z = self._z() if confidence is None else _z(conf)
+        mq, sq = self._posterior(self.quality)
+        mt, st = self._tokens()
+        return ParetoSet.from_means(np.column_stack([mq, mt]), space=self.space,
+                                    half_widths=z * np.column_stack([sq, st]),
+                                    counts=self.quality.n_c.astype(int), t_max=self.options.t_max, confidence=conf)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    """``v`` rescaled to [0, 1] over its own range (all zeros when it is flat)."""
+    lo, hi = float(v.min()), float(v.max())
+    return (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
+
+
+def _z(confidence: float) -> float:
+    import statistics
+
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}")
+    return statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
+
+

@@ -1,0 +1,151 @@
+"""Does one multi-objective run find the cost-quality front, and answer best(w) for any w?
+
+For each grid table (the shipped default grid and the SQuAD grid of ``autorag-hp grid``),
+``--seeds`` seeds, a budget of ``--budget`` of grid search's calls:
+
+* ``pareto-ts`` (random scalarisations of two structured models) runs once per seed, told
+  each pull's mean quality and mean prompt tokens. Its front (non-dominated posterior means)
+  is scored by **Pareto recall**: the share of the grid's Pareto configurations (true means
+  of quality and tokens) it holds, a configuration within 0.005 of a Pareto one on quality
+  and on tokens / t_max counting as found (a tie).
+* For w in ``--weights``: the simple regret of ``best(w)`` of that same run, against the
+  simple regret of a dedicated ``structured-tt`` run tuned for that w alone (same seed,
+  budget and batch; reward ``w * quality - (1 - w) * tokens / t_max`` as in the grid).
+
+Pulls replay the grid: a pull of configuration c draws ``batch`` questions with the seed
+stream ("questions", seed, pull), as :class:`autorag_hp.bench.TableObjective` does. The
+batch is the larger of 4 and budget / ``--max-pulls``.
+
+    python benchmarks/pareto_benchmark.py                    # JSON to bench_out/pareto.json
+    python benchmarks/pareto_benchmark.py --tables default --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # small matrices: threads only cost
+    os.environ.setdefault(_v, "1")
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from autorag_hp._seeds import generator  # noqa: E402
+from autorag_hp.bench import ReplayTable, default_grid_path, load_grid, load_rows, run_one  # noqa: E402
+from autorag_hp.objective import reward  # noqa: E402
+from autorag_hp.pareto import pareto_mask, pareto_recall  # noqa: E402
+from autorag_hp.strategies import make_strategy  # noqa: E402
+
+TABLES = {"default": default_grid_path(), "squad": ROOT / "evals" / "grids" / "squad.csv"}
+
+
+def _arrays(path: Path):
+    """(loaded grid, quality[c, q], tokens[c, q]) in the grid's configuration order."""
+    lg = load_grid(path)
+    if not lg.cost:
+        raise ValueError(f"{path}: the grid has no cost column; the benchmark needs prompt tokens")
+    rows = load_rows(path)
+    qids: dict[str, int] = {}
+    n_q = len({r["question_id"] for r in rows})
+    quality = np.full((len(lg.space), n_q), np.nan)
+    tokens = np.full((len(lg.space), n_q), np.nan)
+    for r in rows:
+        c = lg.space.index({p: r[p] for p in lg.space.names})
+        q = qids.setdefault(str(r["question_id"]), len(qids))
+        quality[c, q] = float(r[lg.metric])
+        tokens[c, q] = float(r[lg.cost])
+    if np.isnan(quality).any() or np.isnan(tokens).any():
+        raise ValueError(f"{path}: the grid is not complete")
+    return lg, quality, tokens
+
+
+def _run_pareto(lg, quality, tokens, seed: int, batch: int, budget_calls: int, spec: str = "pareto-ts") -> dict:
+    s = make_strategy(spec, lg.space, seed=seed, t_max=lg.t_max)
+    t0 = time.perf_counter()
+    for pull in range(budget_calls // batch):
+        proposal = s.propose()
+        s.commit(proposal)
+        c = lg.space.index_of_coords(proposal.coords)
+        q = generator("questions", seed, pull).choice(quality.shape[1], size=batch, replace=False)
+        s.tell_objectives(lg.space.config(c), quality=float(quality[c, q].mean()), tokens=float(tokens[c, q].mean()),
+                          tag=proposal.tag)
+    return {"strategy": s, "seconds": time.perf_counter() - t0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tables", default="default,squad")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--budget", type=float, default=0.2)
+    ap.add_argument("--weights", default="0.1,0.5,0.9")
+    ap.add_argument("--max-pulls", type=int, default=600)
+    ap.add_argument("--tol", type=float, default=0.005)
+    ap.add_argument("--out", default="bench_out/pareto.json")
+    args = ap.parse_args(argv)
+    weights = [float(x) for x in args.weights.split(",")]
+    out: dict = {"budget": args.budget, "seeds": args.seeds, "weights": weights, "tol": args.tol, "tables": {}}
+    for name in args.tables.split(","):
+        path = TABLES.get(name, Path(name))
+        if not Path(path).is_file():
+            print(f"{name}: {path} is missing (make it with `autorag-hp grid --data ... --out {path}`); skipped")
+            continue
+        lg, quality, tokens = _arrays(Path(path))
+        t_max = float(lg.t_max)
+        n_c, n_q = quality.shape
+        budget_calls = int(args.budget * n_c * n_q)
+        batch = max(4, math.ceil(budget_calls / args.max_pulls))
+        mq, mt = quality.mean(axis=1), tokens.mean(axis=1)
+        truth = np.column_stack([mq, mt])
+        grid_front = np.flatnonzero(pareto_mask(truth, [1, -1]))
+        rows_all = load_rows(path)
+        tables_w = {w: ReplayTable.from_rows(rows_all, params=list(lg.space.names), metric=lg.metric, cost=lg.cost,
+                                             w=w, t_max=t_max, space=lg.space, source=str(path)) for w in weights}
+        per_seed = []
+        for seed in range(args.seeds):
+            run = _run_pareto(lg, quality, tokens, seed, batch, budget_calls)
+            s = run["strategy"]
+            front = [p.index for p in s.pareto_set().front]
+            rec = {"seed": seed, "front_size": len(front), "seconds": round(run["seconds"], 2),
+                   "recall": pareto_recall(front, truth, [1, -1], scale=(1.0, t_max), tol=args.tol)}
+            for w in weights:
+                true_r = reward(mq, mt, w=w, t_max=t_max)
+                pick = lg.space.index(s.best(1, w=w)[0].config)
+                single = run_one(tables_w[w], "structured-tt", seed, budget=args.budget, batch=batch)
+                rec[f"regret_w{w}"] = float(true_r.max() - true_r[pick])
+                rec[f"single_regret_w{w}"] = float(single["simple_regret"])
+            per_seed.append(rec)
+            print(f"{name} seed {seed}: recall {rec['recall']:.3f} (front {len(front)}), "
+                  + ", ".join(f"w={w}: {rec[f'regret_w{w}']:.4f} vs {rec[f'single_regret_w{w}']:.4f}" for w in weights)
+                  + f"  [{rec['seconds']:.1f} s]", flush=True)
+        summary = {"recall_mean": float(np.mean([r["recall"] for r in per_seed]))}
+        for w in weights:
+            summary[f"regret_w{w}_mean"] = float(np.mean([r[f"regret_w{w}"] for r in per_seed]))
+            summary[f"single_regret_w{w}_mean"] = float(np.mean([r[f"single_regret_w{w}"] for r in per_seed]))
+            summary[f"ok_w{w}"] = summary[f"regret_w{w}_mean"] <= summary[f"single_regret_w{w}_mean"] + 0.002
+        summary["ok_recall"] = summary["recall_mean"] >= 0.8
+        out["tables"][name] = {"path": str(path), "configurations": n_c, "questions": n_q, "t_max": t_max,
+                               "batch": batch, "budget_calls": budget_calls, "grid_front": grid_front.tolist(),
+                               "summary": summary, "seeds": per_seed}
+        print(f"{name}: {n_c} configurations x {n_q} questions, batch {batch}, {budget_calls} calls; "
+              f"grid front {len(grid_front)} configurations")
+        print(f"  Pareto recall {summary['recall_mean']:.3f} (target >= 0.8: {summary['ok_recall']})")
+        for w in weights:
+            print(f"  w={w}: best(w) regret {summary[f'regret_w{w}_mean']:.4f} vs structured-tt "
+                  f"{summary[f'single_regret_w{w}_mean']:.4f} (+0.002 target: {summary[f'ok_w{w}']})")
+    p = ROOT / args.out
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
