@@ -235,6 +235,10 @@ class ParetoSet:
         """The configuration maximising ``w * quality - (1 - w) * tokens / t_max`` on the means
         (``objectives`` must hold quality and tokens; ``t_max`` defaults to the set's).
         Ties go to the cheaper configuration, then the lower index."""
+        return self.rank(w, t_max=t_max)[0]
+
+    def rank(self, w: float, *, t_max: float | None = None, n: int | None = None) -> list[ParetoPoint]:
+        """Every configuration (or the first ``n``) by ``w * quality - (1 - w) * tokens / t_max``, best first."""
         w = check_w(w)
         if "tokens" not in self.objectives:
             raise ValueError(f"best(w) scalarises quality and tokens, but the objectives are {list(self.objectives)}")
@@ -244,8 +248,8 @@ class ParetoSet:
         q = self.means[:, self.objectives.index("quality")]
         t = self.means[:, self.objectives.index("tokens")]
         r = reward(q, t, w=w, t_max=t_max)
-        order = np.lexsort((self.indices, t, -r))
-        return self._point(int(order[0]))
+        order = np.lexsort((self.indices, t, -r))[:n]
+        return [self._point(int(i)) for i in order]
 
     def to_dict(self) -> dict[str, Any]:
         return {"objectives": list(self.objectives), "confidence": self.confidence, "t_max": self.t_max,

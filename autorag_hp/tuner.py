@@ -58,6 +58,16 @@ class TuneResult:
         return self.strategy.best(n)
 
 
+def _tell(strategy: Strategy, config: Mapping[str, Any], reward: float, details: Any) -> None:
+    """``tell`` the reward; a multi-objective strategy (``tell_details``) learns from the
+    pull's per-question records (quality, prompt tokens) instead."""
+    hook = getattr(strategy, "tell_details", None)
+    if hook is not None and details:
+        hook(config, reward, details)
+    else:
+        strategy.tell(config, reward)
+
+
 def _replay(strategy: Strategy, header: Mapping[str, Any], pulls: list[dict[str, Any]], path: Path):
     """Re-ask and re-tell the journaled rounds. Returns (records, unfinished round's asks)."""
     expected = strategy.describe()
@@ -84,7 +94,7 @@ def _replay(strategy: Strategy, header: Mapping[str, Any], pulls: list[dict[str,
                     f"{configs[j]!r}: the journal does not come from this strategy, seed and space"
                 )
             reward = check_reward(rec["reward"], name=f"journal pull {rec.get('pull')} reward")
-            strategy.tell(configs[j], reward)
+            _tell(strategy, configs[j], reward, rec.get("details"))
             records.append(
                 PullRecord(rec["pull"], rnd, size, configs[j], reward, int(rec.get("calls", 1)), rec.get("details"))
             )
@@ -202,7 +212,7 @@ def tune(
             for (pull, r, size, config), out in zip(batch, outcomes):
                 if not isinstance(out, Outcome):
                     out = Outcome(reward=check_reward(out))
-                strategy.tell(config, out.reward)
+                _tell(strategy, config, out.reward, out.details)
                 rec = PullRecord(pull, r, size, config, float(out.reward), int(out.calls),
                                  list(out.details) if out.details is not None else None)
                 if jr is not None:

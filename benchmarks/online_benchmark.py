@@ -261,13 +261,34 @@ def _measure(name: str, proc: subprocess.Popen, port: int, clients: int, seconds
     return row
 
 
+def fsync_probe(workdir: Path, n: int = 200) -> dict:
+    """Latency of appending 100 bytes + fdatasync on the journal's file system: with
+    fsync=always a lone client waits for one per feedback, whatever the server's speed."""
+    path = workdir / "fsync_probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    lat = []
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            os.write(fd, b"x" * 99 + b"\n")
+            os.fdatasync(fd)
+            lat.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        path.unlink()
+    ms = [x * 1e3 for x in lat]
+    out = {"p50_ms": round(pct(ms, 50), 3), "p99_ms": round(pct(ms, 99), 3)}
+    print(f"  fsync probe ({n} x write+fdatasync): p50 {out['p50_ms']:.3f} ms  p99 {out['p99_ms']:.3f} ms", flush=True)
+    return out
+
+
 def bench_http(levels: list[int], seconds: float, warmup: float, workdir: Path, *, batch: int = 0,
                rounds: int = 1, profile: Path | None = None) -> dict:
     """Service and bare app, measured alternately ``rounds`` times (so both see the same load);
     the ratios compare figures of the same round."""
     import urllib.request
 
-    out: dict = {"rounds": []}
+    out: dict = {"rounds": [], "fsync_probe_start": fsync_probe(workdir)}
     space = workdir / "space.toml"
     space.write_text(SPACE_TOML)
     port_file = workdir / "port"
@@ -317,6 +338,7 @@ def bench_http(levels: list[int], seconds: float, warmup: float, workdir: Path, 
         for k, v in got["ratios"].items():
             print(f"  round {r + 1}: {k} = {v}")
         out["rounds"].append(got)
+    out["fsync_probe_end"] = fsync_probe(workdir)
     if profile is not None:
         out["profile"] = _profile_summary(profile)
     return out

@@ -88,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default="0.1,0.5,0.9")
     ap.add_argument("--max-pulls", type=int, default=600)
     ap.add_argument("--tol", type=float, default=0.005)
+    ap.add_argument("--strategy", default="pareto-ts", help="the multi-objective strategy spec")
     ap.add_argument("--out", default="bench_out/pareto.json")
     args = ap.parse_args(argv)
     weights = [float(x) for x in args.weights.split(",")]
-    out: dict = {"budget": args.budget, "seeds": args.seeds, "weights": weights, "tol": args.tol, "tables": {}}
+    out: dict = {"strategy": args.strategy, "budget": args.budget, "seeds": args.seeds, "weights": weights, "tol": args.tol, "tables": {}}
     for name in args.tables.split(","):
         path = TABLES.get(name, Path(name))
         if not Path(path).is_file():
@@ -110,11 +111,26 @@ def main(argv: list[str] | None = None) -> int:
                                              w=w, t_max=t_max, space=lg.space, source=str(path)) for w in weights}
         per_seed = []
         for seed in range(args.seeds):
-            run = _run_pareto(lg, quality, tokens, seed, batch, budget_calls)
+            run = _run_pareto(lg, quality, tokens, seed, batch, budget_calls, args.strategy)
             s = run["strategy"]
-            front = [p.index for p in s.pareto_set().front]
+            ps = s.pareto_set()
+            front = [p.index for p in ps.front]
+            plausible = [p.index for p in ps.plausible]
             rec = {"seed": seed, "front_size": len(front), "seconds": round(run["seconds"], 2),
-                   "recall": pareto_recall(front, truth, [1, -1], scale=(1.0, t_max), tol=args.tol)}
+                   "recall": pareto_recall(front, truth, [1, -1], scale=(1.0, t_max), tol=args.tol),
+                   "plausible_size": len(plausible),
+                   "plausible_recall": pareto_recall(plausible, truth, [1, -1], scale=(1.0, t_max), tol=args.tol)}
+            if seed == 0:
+                try:
+                    from autorag_hp.pareto import ParetoSet
+                    from autorag_hp.report import plot_pareto
+
+                    grid_set = ParetoSet.from_means(truth, space=lg.space, t_max=t_max)
+                    png = ROOT / Path(args.out).with_name(f"pareto_{name}.png")
+                    plot_pareto(png, ps, grid_set, title=f"{name} grid: pareto-ts at {args.budget:.0%} of grid calls, seed 0")
+                    print(f"wrote {png}")
+                except ModuleNotFoundError as exc:  # matplotlib is the plot extra
+                    print(f"no plot: {exc}")
             for w in weights:
                 true_r = reward(mq, mt, w=w, t_max=t_max)
                 pick = lg.space.index(s.best(1, w=w)[0].config)
@@ -125,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} seed {seed}: recall {rec['recall']:.3f} (front {len(front)}), "
                   + ", ".join(f"w={w}: {rec[f'regret_w{w}']:.4f} vs {rec[f'single_regret_w{w}']:.4f}" for w in weights)
                   + f"  [{rec['seconds']:.1f} s]", flush=True)
-        summary = {"recall_mean": float(np.mean([r["recall"] for r in per_seed]))}
+        summary = {"recall_mean": float(np.mean([r["recall"] for r in per_seed])),
+                   "front_size_mean": float(np.mean([r["front_size"] for r in per_seed])),
+                   "plausible_recall_mean": float(np.mean([r["plausible_recall"] for r in per_seed])),
+                   "plausible_size_mean": float(np.mean([r["plausible_size"] for r in per_seed]))}
         for w in weights:
             summary[f"regret_w{w}_mean"] = float(np.mean([r[f"regret_w{w}"] for r in per_seed]))
             summary[f"single_regret_w{w}_mean"] = float(np.mean([r[f"single_regret_w{w}"] for r in per_seed]))
@@ -136,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                                "summary": summary, "seeds": per_seed}
         print(f"{name}: {n_c} configurations x {n_q} questions, batch {batch}, {budget_calls} calls; "
               f"grid front {len(grid_front)} configurations")
-        print(f"  Pareto recall {summary['recall_mean']:.3f} (target >= 0.8: {summary['ok_recall']})")
+        print(f"  Pareto recall {summary['recall_mean']:.3f} (target >= 0.8: {summary['ok_recall']}; front of "
+              f"{summary['front_size_mean']:.1f}); plausible set: recall {summary['plausible_recall_mean']:.3f}, "
+              f"{summary['plausible_size_mean']:.1f} configurations")
         for w in weights:
             print(f"  w={w}: best(w) regret {summary[f'regret_w{w}_mean']:.4f} vs structured-tt "
                   f"{summary[f'single_regret_w{w}_mean']:.4f} (+0.002 target: {summary[f'ok_w{w}']})")

@@ -39,7 +39,16 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autorag_hp.bench import DIFFICULTIES, ReplayTable, make_proxy, make_surface, run_one, run_replay  # noqa: E402
+from autorag_hp.bench import (  # noqa: E402
+    DIFFICULTIES,
+    ReplayTable,
+    default_grid_path,
+    load_grid,
+    make_proxy,
+    make_surface,
+    run_one,
+    run_replay,
+)
 from autorag_hp.space import SearchSpace  # noqa: E402
 from autorag_hp.strategies import make_strategy, parse_strategy_spec  # noqa: E402
 from autorag_hp.tuner import tune  # noqa: E402
@@ -66,7 +75,7 @@ EPSILON = 0.01
 def _real_tables() -> dict[str, Path]:
     """Real grid tables with a JSON sidecar (params, metric, cost, w), if the pipeline produced any."""
     found: dict[str, Path] = {}
-    candidates = [ROOT / "autorag_hp" / "data" / "default_grid.csv", *sorted((ROOT / "evals").glob("**/*squad*.csv"))]
+    candidates = [default_grid_path(), *sorted((ROOT / "evals").glob("**/*squad*.csv"))]
     for p in candidates:
         if p.is_file() and p.with_suffix(".json").is_file():
             found[p.stem] = p
@@ -74,10 +83,7 @@ def _real_tables() -> dict[str, Path]:
 
 
 def _load_real(path: Path) -> ReplayTable:
-    meta = json.loads(path.with_suffix(".json").read_text())
-    cost = meta.get("cost")
-    return ReplayTable.from_file(path, params=meta["params"], metric=meta["metric"], cost=cost or None,
-                                 w=meta.get("w", 0.9 if cost else 1.0), t_max=meta.get("t_max"))
+    return load_grid(path).table
 
 
 def _table(bucket: str, seed: int) -> ReplayTable:
@@ -99,7 +105,7 @@ def _bench_job(args: tuple[str, str, int, float, int, int]) -> dict[str, Any]:
     table = _table(bucket, seed)
     batch = _batch_for(table, budget, batch, max_pulls)
     run = run_replay(table, [parse_strategy_spec(spec)], [seed], budget=budget, batch=batch, progress=False)[0]
-    for bulky in ("regret_curve", "checkpoints", "best"):
+    for bulky in ("regret_curve", "regret_curve_calls_share", "checkpoints", "best", "config_pulls"):
         run.pop(bulky, None)
     run["bucket"] = bucket
     run["batch"] = batch

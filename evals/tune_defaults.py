@@ -17,8 +17,12 @@ Every other default is taken from its source, not tuned here: Hier-UCB's α 1 / 
 UCB1's exploration weight 1 and Thompson sampling's priors (Auer et al. 2002; Agrawal & Goyal
 2012), TPE's settings (Optuna's defaults), random and grid (no options that matter).
 
-Rule: the value with the lowest mean simple regret over the tuning set wins; values within
-0.0005 of it are tied and the tie goes to the higher mean Recall@5, then to the shipped value.
+Rule (declared before looking at the evaluation set): the shipped value is kept unless a
+candidate has a lower mean simple regret over the tuning set *and* a paired two-sided Wilcoxon
+signed-rank test over the (bucket, seed) pairs finds the difference significant at 0.05 (the
+lowest-regret such candidate then wins). With a handful of seeds the differences between
+neighbouring values are mostly noise, so a plain argmin would pick a different "best" value for
+every set of seeds.
 
     python evals/tune_defaults.py --seeds 5        # ~10 min on a loaded 2-core machine
 
@@ -45,11 +49,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autorag_hp.bench import make_surface, run_one  # noqa: E402
+from autorag_hp.bench import make_surface, run_one, wilcoxon  # noqa: E402
 
 TUNING_BUCKETS = ("easy", "medium", "hard")
 TUNING_FIRST_SEED = 1000
-TIE = 0.0005
+ALPHA = 0.05
 
 # strategy -> option -> (shipped value, candidates)
 SWEEPS: dict[str, dict[str, tuple[Any, list[Any]]]] = {
@@ -87,11 +91,16 @@ def choose(rows: list[dict[str, Any]], strategy: str, option: str, shipped: Any,
                       "recall@5": float(np.mean([r["recall@5"] for r in mine])),
                       "by_bucket": {b: float(np.mean([r["simple_regret"] for r in mine if r["bucket"] == b]))
                                     for b in TUNING_BUCKETS}})
-    best = min(t["simple_regret"] for t in table)
-    tied = [t for t in table if t["simple_regret"] <= best + TIE]
-    top_recall = max(t["recall@5"] for t in tied)
-    tied = [t for t in tied if t["recall@5"] >= top_recall - 1e-12]
-    winner = next((t for t in tied if t["value"] == shipped), tied[0])
+    def paired(value: Any) -> np.ndarray:
+        by = {(r["bucket"], r["seed"]): r["simple_regret"] for r in rows if r["spec"] == spec_of(strategy, option, value)}
+        return np.array([by[k] for k in sorted(by)])
+
+    base = paired(shipped)
+    for t in table:
+        t["p_vs_shipped"] = 1.0 if t["value"] == shipped else wilcoxon(paired(t["value"]) - base)
+    shipped_row = next(t for t in table if t["value"] == shipped)
+    better = [t for t in table if t["simple_regret"] < shipped_row["simple_regret"] and t["p_vs_shipped"] < ALPHA]
+    winner = min(better, key=lambda t: t["simple_regret"]) if better else shipped_row
     return {"strategy": strategy, "option": option, "shipped": shipped, "chosen": winner["value"],
             "agrees": winner["value"] == shipped, "candidates": table}
 
@@ -99,31 +108,45 @@ def choose(rows: list[dict[str, Any]], strategy: str, option: str, shipped: Any,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=TUNING_FIRST_SEED,
+                    help="tuning seeds first-seed .. first-seed+seeds-1 (extend a stored run with --from-runs)")
     ap.add_argument("--budget", type=float, default=0.2)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--strategies", default=",".join(SWEEPS))
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", default=str(ROOT / "evals" / "results" / "tune_defaults.json"))
+    ap.add_argument("--from-runs", nargs="*", default=(),
+                    help="re-apply the rule to the runs stored in these JSON outputs instead of running")
     args = ap.parse_args(argv)
 
-    seeds = list(range(TUNING_FIRST_SEED, TUNING_FIRST_SEED + args.seeds))
+    if args.first_seed < TUNING_FIRST_SEED:
+        raise SystemExit(f"--first-seed must be >= {TUNING_FIRST_SEED} (lower seeds belong to the evaluation set), "
+                         f"got {args.first_seed}")
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     wanted = [s for s in args.strategies.split(",") if s]
     specs = sorted({spec_of(s, o, v) for s in wanted for o, (_, vals) in SWEEPS[s].items() for v in vals})
     jobs = [(b, spec, seed, args.budget, args.batch) for spec in specs for b in TUNING_BUCKETS for seed in seeds]
     t0 = time.time()
     rows: list[dict[str, Any]] = []
-    with Pool(args.workers) as pool:
-        for i, r in enumerate(pool.imap_unordered(_job, jobs, chunksize=1), start=1):
-            rows.append(r)
-            if i % 25 == 0 or i == len(jobs):
-                print(f"runs {i}/{len(jobs)} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+    if args.from_runs:
+        for path in args.from_runs:
+            rows.extend(json.loads(Path(path).read_text())["runs"])
+        wanted = [s for s in wanted if any(r["spec"].split(":")[0] == s for r in rows)]
+        seeds = sorted({r["seed"] for r in rows})
+    else:
+        with Pool(args.workers) as pool:
+            for i, r in enumerate(pool.imap_unordered(_job, jobs, chunksize=1), start=1):
+                rows.append(r)
+                if i % 25 == 0 or i == len(jobs):
+                    print(f"runs {i}/{len(jobs)} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
     choices = [choose(rows, s, o, shipped, vals) for s in wanted for o, (shipped, vals) in SWEEPS[s].items()]
     for c in choices:
         print(f"\n{c['strategy']} {c['option']}: shipped {c['shipped']!r}, chosen on the tuning set {c['chosen']!r}"
               f"{'' if c['agrees'] else '  <-- differs'}")
-        print(f"  {'value':>8} {'simple regret':>14} {'Recall@5':>9}   " + "  ".join(f"{b:>8}" for b in TUNING_BUCKETS))
+        print(f"  {'value':>8} {'simple regret':>14} {'p vs shipped':>13} {'Recall@5':>9}   "
+              + "  ".join(f"{b:>8}" for b in TUNING_BUCKETS))
         for t in c["candidates"]:
-            print(f"  {t['value']!s:>8} {t['simple_regret']:>14.4f} {t['recall@5']:>9.2f}   "
+            print(f"  {t['value']!s:>8} {t['simple_regret']:>14.4f} {t['p_vs_shipped']:>13.3f} {t['recall@5']:>9.2f}   "
                   + "  ".join(f"{t['by_bucket'][b]:>8.4f}" for b in TUNING_BUCKETS))
     elapsed = time.time() - t0
     print(f"\n{len(jobs)} runs in {elapsed:.0f} s (workers={args.workers}, load average {os.getloadavg()[0]:.1f})")
@@ -132,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps({
         "command": "python evals/tune_defaults.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "tuning_set": {"buckets": list(TUNING_BUCKETS), "seeds": seeds, "budget": args.budget, "batch": args.batch},
-        "rule": f"lowest mean simple regret; within {TIE} tied, then higher Recall@5, then the shipped value",
+        "rule": f"shipped value unless a lower-regret candidate is significantly better (paired Wilcoxon, p < {ALPHA})",
         "seconds": elapsed, "choices": choices, "runs": rows,
     }, indent=1))
     print(f"wrote {out}")

@@ -55,7 +55,7 @@ def test_default_run_prints_best_and_writes_the_run_folder(default_run):
     assert summary["grid_calls"] == n_cfg * n_q and summary["budget_calls"] == int(0.02 * n_cfg * n_q)
     assert summary["calls_used"] == summary["budget_calls"] and summary["pulls"] == summary["calls_used"] // 4
     assert len(summary["best"]) == 5 and all(b["ci_low"] <= b["mean"] <= b["ci_high"] for b in summary["best"])
-    assert 0 <= summary["regret"]["simple_regret"] and 0 <= summary["regret"]["recall_at_5"] <= 1
+    assert 0 <= summary["regret"]["simple_regret"] and 0 <= summary["regret"]["recall@5"] <= 1
 
     grid = _read_csv(out / "grid.csv")
     assert len(grid) == n_cfg * n_q

@@ -119,7 +119,7 @@ def test_openai_settings_from_environment(monkeypatch, tmp_path):
         OpenAIGenerator(base_url="ftp://x", model="m", cache_dir=tmp_path)
     with pytest.raises(ValueError, match="timeout_s must be a finite number > 0, got 0"):
         OpenAIGenerator(timeout_s=0, cache_dir=tmp_path)
-    with pytest.raises(ValueError, match="RetryPolicy.max_retries must be an integer >= 0, got -1"):
+    with pytest.raises(ValueError, match="RetryPolicy.max_retries must be a non-negative integer, got -1"):
         RetryPolicy(max_retries=-1)
 
 

@@ -61,7 +61,7 @@ def test_parse_score_rejects_everything_else(text, pattern):
 
 
 def test_template_validates_and_keeps_braces():
-    with pytest.raises(ValueError, match=r"JudgeTemplate.version must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"JudgeTemplate.version must be a positive integer, got 0"):
         JudgeTemplate(name="x", version=0, system="", user="{answer}")
     with pytest.raises(ValueError, match=r"must contain \{answer\}"):
         JudgeTemplate(name="x", version=1, system="", user="{question}")

@@ -83,7 +83,7 @@ def test_run_folder_summary_and_result(tmp_path):
     assert [b.config for b in best] == [b["config"] for b in summary["best"][:3]]
     assert result.simple_regret == pytest.approx(summary["regret"]["simple_regret"])
     assert result.simple_regret == pytest.approx(max(means.values()) - means[grid.space.index(best[0].config)])
-    assert result.recall(3) == summary["regret"]["recall_at_3"]
+    assert result.recall(3) == summary["regret"]["recall@3"]
     assert 0.0 <= result.recall(5) <= 1.0
     assert summary["reward"]["t_max"] == grid.t_max == 40.0  # the grid's largest prompt, shared with the pulls
     for pull in _pulls(out / "journal.jsonl"):

@@ -17,6 +17,8 @@ from typing import Any, Sequence
 
 from autorag_hp.study import parse_budget
 
+from autorag_hp.cli import _objectives
+
 __all__ = ["add_parser", "run", "parse_budget"]
 
 _EPILOG = """\
@@ -102,6 +104,7 @@ def add_parser(sub: Any) -> None:
                    help="where each round's pulls (--parallel) are evaluated: this process, or Ray tasks")
     p.add_argument("--address", default=None, help="with --executor ray: cluster address (default: a local Ray)")
     p.add_argument("--list-strategies", action="store_true", help="print the strategy names and exit")
+    _objectives.add_argument(p)
     p.set_defaults(func=run)
 
 
@@ -163,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_positive_int("--top", args.top)
     given = _given(args)
+    if getattr(args, "objectives", None) and "strategy" not in given and not args.resume:
+        given["strategy"] = _objectives.default_strategy(args.objectives, w=given.get("w"), t_max=given.get("t_max"))
     runtime = {"progress": not args.quiet, "plots": not args.no_plots, "top": args.top, "name_of": _flag}
     if args.resume:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
@@ -200,6 +205,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         ex.close()
     study.print_result()
+    if getattr(args, "objectives", None):
+        _objectives.report_front(study.result, args.objectives, run_dir, plots=not args.no_plots)
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from autorag_hp._validation import check_int
 from autorag_hp.objective import Objective, Outcome
 
 __all__ = ["RayExecutor", "map_cells"]
@@ -47,11 +48,8 @@ class RayExecutor:
                  max_in_flight: int | None = None, init_options: Mapping[str, Any] | None = None) -> None:
         if address is not None and (not isinstance(address, str) or not address):
             raise ValueError(f"address must be None or a non-empty string such as 'auto', got {address!r}")
-        if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
-            raise ValueError(f"num_cpus must be None or a positive integer, got {num_cpus!r}")
-        if max_in_flight is not None and (isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int)
-                                          or max_in_flight < 1):
-            raise ValueError(f"max_in_flight must be None or a positive integer, got {max_in_flight!r}")
+        check_int("num_cpus", num_cpus, minimum=1, allow_none=True)
+        check_int("max_in_flight", max_in_flight, minimum=1, allow_none=True)
         ray = _import_ray()
         self._ray = ray
         self._owns = not ray.is_initialized()

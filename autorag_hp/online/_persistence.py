@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
+from autorag_hp._validation import check_int
 from autorag_hp._io import atomic_write_bytes
 from autorag_hp.journal import JournalError
 
@@ -175,8 +176,7 @@ class Persistence:
         if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not math.isfinite(ms) or ms <= 0:
             raise ValueError(f"interval_ms must be a finite number > 0, got {ms!r}")
         se = self.snapshot_every
-        if isinstance(se, bool) or not isinstance(se, int) or se < 0:
-            raise ValueError(f"snapshot_every must be an integer >= 0, got {se!r}")
+        check_int("snapshot_every", se, minimum=0)
 
     @property
     def snapshot_path(self) -> Path:
@@ -197,7 +197,7 @@ def _scan(path: Path, start: int, require_crc: bool) -> tuple[list[tuple[int, di
     out: list[tuple[int, dict[str, Any]]] = []
     pos = 0
     end = len(data)
-    last_crc = 0
+    last = -1  # start of the last complete line
     while pos < end:
         nl = data.find(b"\n", pos)
         if nl < 0:
@@ -212,9 +212,9 @@ def _scan(path: Path, start: int, require_crc: bool) -> tuple[list[tuple[int, di
                 break
             raise JournalError(f"{path}: record at byte {start + pos} is corrupt: {exc}") from None
         out.append((start + pos, rec))
-        last_crc = zlib.crc32(data[pos : nl + 1])
+        last = pos
         pos = nl + 1
-    return out, start + pos, last_crc
+    return out, start + pos, zlib.crc32(data[last:pos]) if last >= 0 else 0
 
 
 def scan_journal(path: str | os.PathLike[str], start: int = 0, *, require_crc: bool = False) -> tuple[list[dict[str, Any]], int]:
@@ -369,8 +369,11 @@ class Recovery:
         return self._journal
 
     def release(self) -> None:
+        """Give up after a failed start: close the journal if it was opened, else drop the lock."""
         if self._journal is None:
             self.lock.release()
+        else:
+            self._journal.close()
 
 
 def recover(p: Persistence, *, space: Any, settings: Mapping[str, Any]) -> Recovery:
@@ -477,7 +480,8 @@ class Journal:
         self._write = os.write  # tests replace this to inject faults
         self._fdatasync = os.fdatasync
         self.offset = valid_end
-        self.last_crc = last_crc
+        self.last_crc = last_crc  # of the line ending at ``offset`` (computed lazily from _last_line)
+        self._last_line: bytes | None = None
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._done = threading.Condition(self._lock)
@@ -497,29 +501,34 @@ class Journal:
     def append(self, record: Mapping[str, Any], *, sync: bool = True) -> int:
         """Write one record; with ``sync=False`` no fsync is started for it (a later one covers it:
         e.g. a suggestion, whose loss in a power cut only makes its feedback "unknown")."""
-        return self.append_many((record,), sync=sync)
+        line = encode_line(record)
+        return self._append(line, line, 1, sync)
 
     def append_many(self, records: Sequence[Mapping[str, Any]], *, sync: bool = True) -> int:
         """Write records with one system call, all or none; returns the last one's sequence number."""
         lines = [encode_line(r) for r in records]
-        data = b"".join(lines)
+        return self._append(b"".join(lines), lines[-1], len(lines), sync)
+
+    def _append(self, data: bytes, last: bytes, count: int, sync: bool) -> int:
         with self._lock:
             if self._closing:
                 raise JournalUnavailable(f"journal {str(self.path)!r} is closed")
             if self.failed is not None:
                 raise JournalUnavailable(f"journal {str(self.path)!r} is unusable: {self.failed}")
-            view = memoryview(data)
             try:
-                while view:
-                    n = self._write(self._fd, view)
-                    if n <= 0:
-                        raise OSError(errno.EIO, "write wrote nothing")
-                    view = view[n:]
+                n = self._write(self._fd, data)
+                if n != len(data):  # rare: a short write; finish it or fail
+                    view = memoryview(data)[max(n, 0):]
+                    while view:
+                        n = self._write(self._fd, view)
+                        if n <= 0:
+                            raise OSError(errno.EIO, "write wrote nothing")
+                        view = view[n:]
             except OSError as exc:
                 self._cut_back(exc)
             self.offset += len(data)
-            self.last_crc = zlib.crc32(lines[-1])
-            self._written += len(lines)
+            self._last_line = last
+            self._written += count
             if sync and self.fsync == "always":
                 self._want = self._written
                 self._work.notify()
@@ -541,6 +550,8 @@ class Journal:
     def position(self) -> tuple[int, int, int]:
         """(offset, CRC-32 of the last line, sequence number of the last record) at this moment."""
         with self._lock:
+            if self._last_line is not None:
+                self.last_crc, self._last_line = zlib.crc32(self._last_line), None
             return self.offset, self.last_crc, self._written
 
     def acked(self, seq: int) -> bool:

@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from autorag_hp._validation import check_int
 from autorag_hp.online._persistence import JournalUnavailable
 from autorag_hp.online._tuner import FeedbackRejected, OnlineTuner
 
@@ -242,9 +243,12 @@ class _Endpoints:
                 results[k] = {"id": sid, "status": 422, "accepted": False, "detail": exc.detail, "field": exc.field}
         try:
             outcomes, ticket = self.tuner.feedback_many(pairs, wait=False)
-            await self.tuner.wait_async(ticket)
         except (JournalUnavailable, RuntimeError) as exc:
             return 503, {"detail": f"{exc} (no item of the batch was counted)", "field": None}
+        try:
+            await self.tuner.wait_async(ticket)
+        except JournalUnavailable as exc:  # written but not known to be durable: not acknowledged
+            return 503, {"detail": f"{exc} (the batch is not acknowledged)", "field": None}
         accepted = 0
         for k, (sid, _), outcome in zip(where, pairs, outcomes):
             if outcome is None:
@@ -360,10 +364,8 @@ def create_app(
         raise ValueError(f"tuner must be an OnlineTuner, got {type(tuner).__name__}")
     if token is not None and (not isinstance(token, str) or not token or not token.isprintable()):
         raise ValueError("token must be a non-empty printable string or None")
-    if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 64:
-        raise ValueError(f"max_body_bytes must be an integer >= 64, got {max_body_bytes!r}")
-    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-        raise ValueError(f"max_batch must be an integer >= 1, got {max_batch!r}")
+    check_int("max_body_bytes", max_body_bytes, minimum=64)
+    check_int("max_batch", max_batch, minimum=1)
     lo, hi = tuner.reward_range
     endpoints = _Endpoints(tuner, max_batch)
 

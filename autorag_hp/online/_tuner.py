@@ -20,7 +20,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
-from autorag_hp._validation import check_positive_int
+from autorag_hp._validation import check_int, check_positive_int
 from autorag_hp.objective import check_reward
 from autorag_hp.online._persistence import (
     FORMAT,
@@ -152,8 +152,7 @@ class OnlineTuner:
     ) -> None:
         if not isinstance(space, SearchSpace):
             raise ValueError(f"space must be a SearchSpace, got {type(space).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        check_int("seed", seed, minimum=0)
         if isinstance(expiry_s, bool) or not isinstance(expiry_s, (int, float)) or not expiry_s > 0 or not math.isfinite(expiry_s):
             raise ValueError(f"expiry_s must be a finite number > 0, got {expiry_s!r}")
         if guardrail is not None and not isinstance(guardrail, Guardrail):
@@ -165,8 +164,7 @@ class OnlineTuner:
         lo, hi = (float(x) for x in reward_range)
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise ValueError(f"reward_range must be finite with low < high, got {reward_range!r}")
-        if isinstance(remember_ids, bool) or not isinstance(remember_ids, int) or remember_ids < 1:
-            raise ValueError(f"remember_ids must be an integer >= 1, got {remember_ids!r}")
+        check_int("remember_ids", remember_ids, minimum=1)
         online = list_online_strategies()
         if strategy not in online:
             raise ValueError(f"strategy must be one of {online} for online tuning, got {strategy!r}")

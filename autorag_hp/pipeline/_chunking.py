@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from autorag_hp._registry import Registry
-from autorag_hp._validation import check_positive_int
+from autorag_hp._validation import check_int, check_positive_int
 from autorag_hp.pipeline._protocol import Passage
 
 __all__ = [
@@ -159,8 +159,7 @@ class Chunking:
 
     def __post_init__(self) -> None:
         check_positive_int("chunk_size", self.chunk_size)
-        if isinstance(self.overlap, bool) or not isinstance(self.overlap, (int, np.integer)) or self.overlap < 0:
-            raise ValueError(f"overlap must be a non-negative integer, got {self.overlap!r}")
+        check_int("overlap", self.overlap, minimum=0)
         if self.overlap >= self.chunk_size:
             raise ValueError(
                 f"overlap < chunk_size must hold, but got (overlap={self.overlap}, chunk_size={self.chunk_size})"

@@ -40,6 +40,20 @@ __all__ = [
 ]
 
 
+def _check_items(dataset: str, items: Sequence[Any], cls: type, plural: str, singular: str) -> set[str]:
+    """Each item is a ``cls`` with a unique id and non-empty text; returns the ids."""
+    ids: set[str] = set()
+    for x in items:
+        if not isinstance(x, cls):
+            raise ValueError(f"dataset {dataset!r}: {plural} must be {cls.__name__}, got {type(x).__name__}")
+        if x.id in ids:
+            raise ValueError(f"dataset {dataset!r}: {singular} ids must be unique, got {x.id!r} twice")
+        if not x.text.strip():
+            raise ValueError(f"dataset {dataset!r}: {singular} {x.id!r} has empty text")
+        ids.add(x.id)
+    return ids
+
+
 @dataclass(frozen=True)
 class QADataset:
     """A corpus and the questions asked of it; validated on construction."""
@@ -53,26 +67,11 @@ class QADataset:
         object.__setattr__(self, "questions", tuple(self.questions))
         if not self.corpus:
             raise ValueError(f"dataset {self.name!r}: the corpus must hold at least one passage, got none")
-        ids: set[str] = set()
-        for p in self.corpus:
-            if not isinstance(p, Passage):
-                raise ValueError(f"dataset {self.name!r}: corpus items must be Passage, got {type(p).__name__}")
-            if p.id in ids:
-                raise ValueError(f"dataset {self.name!r}: passage ids must be unique, got {p.id!r} twice")
-            if not p.text.strip():
-                raise ValueError(f"dataset {self.name!r}: passage {p.id!r} has empty text")
-            ids.add(p.id)
+        ids = _check_items(self.name, self.corpus, Passage, "corpus items", "passage")
         if not self.questions:
             raise ValueError(f"dataset {self.name!r}: there must be at least one question, got none")
-        qids: set[str] = set()
+        _check_items(self.name, self.questions, Question, "questions", "question")
         for q in self.questions:
-            if not isinstance(q, Question):
-                raise ValueError(f"dataset {self.name!r}: questions must be Question, got {type(q).__name__}")
-            if q.id in qids:
-                raise ValueError(f"dataset {self.name!r}: question ids must be unique, got {q.id!r} twice")
-            qids.add(q.id)
-            if not q.text.strip():
-                raise ValueError(f"dataset {self.name!r}: question {q.id!r} has empty text")
             if not any(a.strip() for a in q.answers):
                 raise ValueError(f"dataset {self.name!r}: question {q.id!r} has no answer; every question needs one")
             unknown = [g for g in q.gold_passages if g not in ids]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from autorag_hp._registry import Registry
-from autorag_hp._validation import check_positive_int
+from autorag_hp._validation import check_int, check_positive_int
 from autorag_hp.pipeline._cache import JsonStore, content_hash, default_cache_dir
 
 __all__ = [
@@ -143,8 +143,7 @@ class RetryPolicy:
     retry_timeouts: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ValueError(f"RetryPolicy.max_retries must be an integer >= 0, got {self.max_retries!r}")
+        check_int("RetryPolicy.max_retries", self.max_retries, minimum=0)
         for name in ("backoff_s", "max_backoff_s"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and math.isfinite(v)):

@@ -132,6 +132,8 @@ class GridResult:
     @classmethod
     def from_csv(cls, path: str | os.PathLike[str]) -> "GridResult":
         """Read back a table written by :meth:`to_csv` (the CSV and its ``.json`` sidecar)."""
+        from autorag_hp.bench import read_sidecar
+
         path = Path(path)
         side = path.with_suffix(".json")
         if not path.is_file():
@@ -139,7 +141,7 @@ class GridResult:
         if not side.is_file():
             raise FileNotFoundError(f"grid table {str(path)!r} has no sidecar {side.name} (written by GridResult.to_csv)")
         try:
-            meta = json.loads(side.read_text(encoding="utf-8"))
+            meta = read_sidecar(path)
             space = SearchSpace.from_dict(meta["space"])
             metric, w, t_max = meta["quality_metric"], meta["w"], meta["t_max"]
         except (ValueError, KeyError, TypeError) as exc:

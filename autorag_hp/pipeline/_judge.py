@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from autorag_hp._validation import check_positive_int
+from autorag_hp._validation import check_int, check_positive_int
 from autorag_hp.pipeline._cache import JsonStore, content_hash, default_cache_dir
 from autorag_hp.pipeline._generators import Generator, GeneratorError, RetryPolicy, make_generator
 from autorag_hp.pipeline._metrics import Metric
@@ -69,8 +69,7 @@ class JudgeTemplate:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9_]+", self.name):
             raise ValueError(f"JudgeTemplate.name must be a lower-case identifier, got {self.name!r}")
-        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
-            raise ValueError(f"JudgeTemplate.version must be an integer >= 1, got {self.version!r}")
+        check_int("JudgeTemplate.version", self.version, minimum=1)
         for field_ in ("system", "user"):
             if not isinstance(getattr(self, field_), str):
                 raise ValueError(f"JudgeTemplate.{field_} must be a string, got {getattr(self, field_)!r}")

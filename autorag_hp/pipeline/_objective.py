@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from autorag_hp._validation import check_positive_int
+from autorag_hp._validation import check_int, check_positive_int
 from autorag_hp.objective import Outcome, check_reward, check_w
 from autorag_hp.pipeline._metrics import Metric, check_metric, check_t_max, score_batch
 from autorag_hp.pipeline._protocol import RAGPipeline
@@ -59,8 +59,7 @@ class PipelineObjective:
         self.t_max = check_t_max(t_max)
         check_positive_int("batch", batch)
         self.batch = batch
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        check_int("seed", seed, minimum=0)
         self.seed = int(seed)
         self.limits: dict[int, int] = {}
 
@@ -75,8 +74,7 @@ class PipelineObjective:
 
     def sample(self, pull: int) -> list[Any]:
         """The questions of pull ``pull``."""
-        if isinstance(pull, bool) or not isinstance(pull, (int, np.integer)) or pull < 0:
-            raise ValueError(f"pull must be a non-negative integer, got {pull!r}")
+        check_int("pull", pull, minimum=0)
         rng = np.random.default_rng([self.seed, int(pull)])
         n = len(self.questions)
         idx = rng.choice(n, size=min(self.batch, n), replace=False)

@@ -14,6 +14,7 @@ from autorag_hp.report._analysis import grid_importance, grid_marginals, pull_im
 from autorag_hp.report._build import build_report, figures_for
 from autorag_hp.report._figures import plot_pulls, plot_regret
 from autorag_hp.report._load import Results, TableInfo, load_results
+from autorag_hp.report._pareto import plot_pareto
 
 __all__ = [
     "build_report",
@@ -27,4 +28,5 @@ __all__ = [
     "pull_marginals",
     "plot_regret",
     "plot_pulls",
+    "plot_pareto",
 ]

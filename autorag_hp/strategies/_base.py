@@ -14,7 +14,7 @@ import statistics
 import numpy as np
 
 from autorag_hp._seeds import generator
-from autorag_hp._validation import check_positive_int
+from autorag_hp._validation import check_int, check_positive_int
 from autorag_hp.objective import check_reward
 from autorag_hp.space import SearchSpace
 from autorag_hp.strategies._stats import JointStats, Stationary, StatsRule, parse_stats
@@ -124,8 +124,7 @@ class Strategy(abc.ABC):
     def __init__(self, space: SearchSpace, *, seed: int = 0, stats: Any = None, **options: Any) -> None:
         if not isinstance(space, SearchSpace):
             raise ValueError(f"space must be a SearchSpace, got {type(space).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        check_int("seed", seed, minimum=0)
         rule = parse_stats(stats)
         if not isinstance(rule, self.forgets):
             kinds = ", ".join(f"{k.__name__}()" for k in self.forgets)

@@ -23,6 +23,8 @@ from typing import Any, Iterator, Mapping, Union
 
 import numpy as np
 
+from autorag_hp._validation import check_int
+
 __all__ = ["Stationary", "Discounted", "SlidingWindow", "StatsRule", "parse_stats", "JointStats"]
 
 Coords = tuple[int, ...]
@@ -69,8 +71,7 @@ class SlidingWindow:
 
     def __post_init__(self) -> None:
         s = self.size
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
-            raise ValueError(f"size must be an integer >= 1, got {s!r}")
+        check_int("size", s, minimum=1)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "window", "size": int(self.size)}

@@ -76,8 +76,9 @@ class _Flat(Strategy):
             self.arms.pending[i] += 1
 
     def _expire(self, coords: Coords, tag) -> None:
-        if tag is not None and self.arms.pending[tag] > 0:
-            self.arms.pending[tag] -= 1
+        i = self.space.index_of_coords(coords)
+        if tag is not None and self.arms.pending[i] > 0:
+            self.arms.pending[i] -= 1
 
     def _update(self, coords: Coords, reward: float, tag) -> None:
         i = self.space.index_of_coords(coords)

@@ -30,6 +30,7 @@ import numpy as np
 
 from autorag_hp._seeds import generator
 from autorag_hp.objective import check_reward, check_t_max, check_w
+from autorag_hp.pareto import pareto_mask
 from autorag_hp.strategies._base import Coords, Proposal, Recommendation, Strategy, argmax_random, pull_count
 from autorag_hp.strategies.structured import StructuredTS, StructuredTSOptions
 
@@ -41,15 +42,19 @@ class ParetoTSOptions(StructuredTSOptions):
     """The structured model's options (shared by both models; see :mod:`.structured`), plus:
     ``w_low``/``w_high``: the range of the per-pull scalarisation weight; ``w``: the weight
     ``best(n)`` ranks by when none is given; ``t_max``: the token scale of the reward
-    (``w * quality - (1 - w) * tokens / t_max``); ``scalarisation``: "chebyshev" or "linear";
+    (``w * quality - (1 - w) * tokens / t_max``; None: the largest pull mean told so far);
+    ``scalarisation``: "chebyshev" or "linear"; ``front_prob``: the chance that a pull instead
+    plays a uniform pick from the sampled Pareto front (Pareto Thompson sampling, Yahyaa &
+    Manderick 2015, "Thompson Sampling for Multi-Objective Multi-Armed Bandits Problem");
     ``cost_prior_scale``/``cost_interaction_scale``/``cost_residual_scale``: the cost model's
     prior standard deviations, in log-token units (the model options above are quality's)."""
 
     w_low: float = 0.0
     w_high: float = 1.0
     w: float = 0.9
-    t_max: float = 1.0
+    t_max: float | None = None
     scalarisation: str = "chebyshev"
+    front_prob: float = 0.0
     cost_prior_scale: float = 1.0
     cost_interaction_scale: float = 0.3
     cost_residual_scale: float = 0.1
@@ -61,9 +66,13 @@ class ParetoTSOptions(StructuredTSOptions):
         check_w(self.w, name="w")
         if self.w_low > self.w_high:
             raise ValueError(f"w_low <= w_high must hold, got (w_low={self.w_low}, w_high={self.w_high})")
-        check_t_max(self.t_max)
-        if self.scalarisation not in ("chebyshev", "linear", "front"):
-            raise ValueError(f"scalarisation must be 'chebyshev', 'linear' or 'front', got {self.scalarisation!r}")
+        if self.t_max is not None:
+            check_t_max(self.t_max)
+        if self.scalarisation not in ("chebyshev", "linear"):
+            raise ValueError(f"scalarisation must be 'chebyshev' or 'linear', got {self.scalarisation!r}")
+        if isinstance(self.front_prob, bool) or not isinstance(self.front_prob, (int, float)) or not (
+                0.0 <= self.front_prob <= 1.0):
+            raise ValueError(f"front_prob must be a number in [0, 1], got {self.front_prob!r}")
         if self.stop or self.warm_start is not None:
             raise ValueError("pareto-ts supports neither stop nor warm_start")
 
@@ -90,6 +99,7 @@ class ParetoTS(Strategy):
         self._init_plan: list[Coords] = [tuple(int(p[i]) for p in perms) for i in range(n_init)]
         self._init_plan.reverse()
         self._told_cost: float | None = None
+        self._max_tokens = 0.0
 
     # -- ask ------------------------------------------------------------------------------
     def _draw(self, model: StructuredTS) -> np.ndarray:
@@ -104,14 +114,13 @@ class ParetoTS(Strategy):
             return Proposal(self._init_plan[-1], "init")
         w = float(self.rng.uniform(self.options.w_low, self.options.w_high))
         q, log_t = self._draw(self.quality), self._draw(self.cost)
-        if self.options.scalarisation == "front":  # Yahyaa & Manderick 2015: uniform over the sampled front
-            from autorag_hp.pareto import pareto_mask
-
+        if self.options.front_prob and self.rng.random() < self.options.front_prob:
+            # Pareto Thompson sampling (Yahyaa & Manderick 2015): uniform over the sampled front.
             front = np.flatnonzero(pareto_mask(np.column_stack([q, log_t]), [1, -1]))
             pick = int(front[self.rng.integers(len(front))])
             return Proposal(self.space.coords_of_index(pick), round(w, 6))
         if self.options.scalarisation == "linear":
-            v = w * q - (1.0 - w) * np.exp(log_t)
+            v = w * q - (1.0 - w) * np.exp(log_t) / self.t_max
         else:
             v = np.minimum(w * _unit(q), (1.0 - w) * _unit(-log_t))
         return Proposal(self.space.coords_of_index(argmax_random(v, self.rng)), round(w, 6))
@@ -128,7 +137,8 @@ class ParetoTS(Strategy):
         t = check_reward(tokens, name="tokens")
         if t < 0:
             raise ValueError(f"tokens must be >= 0, got {tokens!r}")
-        self._told_cost = math.log(max(t, 1.0) / self.options.t_max)  # the cost model learns log(tokens / t_max)
+        self._max_tokens = max(self._max_tokens, t)
+        self._told_cost = math.log(max(t, 1.0))  # the cost model learns log tokens
         try:
             if tag is None:
                 self.tell(config, q)
@@ -136,6 +146,18 @@ class ParetoTS(Strategy):
                 self.tell(config, q, tag=tag)
         finally:
             self._told_cost = None
+
+    def tell_details(self, config: Mapping[str, Any], reward: float, details: Any) -> None:
+        """What the tuner calls with a pull's per-question records: their mean ``quality`` and
+        ``prompt_tokens`` (:func:`autorag_hp.pipeline.score_result` rows); records without
+        them fall back to ``tell(config, reward)``."""
+        try:
+            q = float(np.mean([d["quality"] for d in details]))
+            t = float(np.mean([d["prompt_tokens"] for d in details]))
+        except (KeyError, TypeError, ValueError):
+            self.tell(config, reward)
+            return
+        self.tell_objectives(config, quality=q, tokens=t)
 
     def _update(self, coords: Coords, reward: float, tag) -> None:
         config = self.space.config_from_coords(coords)
@@ -158,26 +180,33 @@ class ParetoTS(Strategy):
         m, sd = self._posterior(self.cost)
         if self.cost.n_told == 0:
             return np.zeros_like(m), np.zeros_like(sd)
-        t = self.options.t_max * np.exp(m)
+        t = np.exp(m)
         return t, t * sd
 
-    def scalarised(self, w: float) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def t_max(self) -> float:
+        """The reward's token scale: the ``t_max`` option, else the largest pull mean told so far."""
+        return self.options.t_max if self.options.t_max is not None else max(self._max_tokens, 1.0)
+
+    def scalarised(self, w: float, *, t_max: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and sd of ``w * quality - (1 - w) * tokens / t_max`` per configuration
         (the two models' errors taken as independent)."""
         w = check_w(w)
+        t_max = self.t_max if t_max is None else check_t_max(t_max)
         mq, sq = self._posterior(self.quality)
         mt, st = self._tokens()
-        c = (1.0 - w) / self.options.t_max
+        c = (1.0 - w) / t_max
         return w * mq - c * mt, np.sqrt((w * sq) ** 2 + (c * st) ** 2)
 
-    def best(self, n: int = 1, *, w: float | None = None) -> list[Recommendation]:
+    def best(self, n: int = 1, *, w: float | None = None, t_max: float | None = None) -> list[Recommendation]:
         """Top ``n`` configurations by the posterior mean of the reward at weight ``w``
-        (default: the ``w`` option), with credible intervals; any ``w``, no new pulls."""
+        (default: the ``w`` option) and token scale ``t_max`` (default :attr:`t_max`), with
+        credible intervals; any ``w``, no new pulls."""
         n = self._check_n(n)
         if self.n_told == 0:
             return self._fill(n, [])
         w = self.options.w if w is None else w
-        mean, sd = self.scalarised(w)
+        mean, sd = self.scalarised(w, t_max=t_max)
         jitter = generator("tie-break", self.seed, self.n_told).random(len(mean))
         order = np.lexsort((jitter, -self.quality.n_c, -mean))[:n]
         z = self._z()
@@ -195,7 +224,7 @@ class ParetoTS(Strategy):
         mt, st = self._tokens()
         return ParetoSet.from_means(np.column_stack([mq, mt]), space=self.space,
                                     half_widths=z * np.column_stack([sq, st]),
-                                    counts=self.quality.n_c.astype(int), t_max=self.options.t_max, confidence=conf)
+                                    counts=self.quality.n_c.astype(int), t_max=self.t_max, confidence=conf)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

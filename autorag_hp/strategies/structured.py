@@ -11,9 +11,9 @@ configuration, learned from that configuration's own pulls; the noise variance i
 pooled within-configuration variance (plug-in). The residual is marginalised out of the
 regression: a configuration's pulls enter it through their mean, with precision
 ``n_c / (sigma^2 + n_c tau^2)`` rather than ``n_c / sigma^2``, so they are not counted twice
-(once in the model, once in the blend with the configuration's own mean). A pull's one-hot row has a handful of
-non-zeros, so a tell updates the Gram matrix in O(k^2); the posterior is refactored
-(Cholesky, O(d^3)) at most once per tell, less often once thousands of pulls are in.
+(once in the model, once in the blend with the configuration's own mean). A pull's one-hot
+row has a handful of non-zeros, so a tell is a rank-one update of the posterior, O(d^2); the
+posterior is refactored (Cholesky, O(d^3)) when sigma^2 or tau^2 has moved by 10%.
 
 Policies: ``structured-ts`` plays Thompson sampling (Agrawal & Goyal 2013, linear TS);
 ``structured-tt`` plays top-two Thompson sampling for best-arm identification (Russo 2016):
@@ -41,7 +41,8 @@ from scipy import linalg, sparse
 from scipy.linalg import blas
 
 from autorag_hp._seeds import generator
-from autorag_hp._validation import check_positive_int
+from autorag_hp._threads import one_blas_thread
+from autorag_hp._validation import check_int, check_positive_int
 from autorag_hp.strategies._base import (
     Coords,
     Proposal,
@@ -119,8 +120,7 @@ class StructuredTSOptions:
         for f in ("stop", "residual_eb"):
             if not isinstance(getattr(self, f), bool):
                 raise ValueError(f"{f} must be true or false, got {getattr(self, f)!r}")
-        if isinstance(self.init, bool) or not isinstance(self.init, int) or self.init < 0:
-            raise ValueError(f"init must be an integer >= 0, got {self.init!r}")
+        check_int("init", self.init, minimum=0)
         for f in ("top_m", "stop_top", "stop_every", "stop_min_pulls", "stop_samples"):
             check_positive_int(f, getattr(self, f))
         ws = self.warm_start
@@ -315,6 +315,7 @@ class StructuredTS(Strategy):
         self._dof_within *= g
         self._tot = [x * g for x in self._tot]
 
+    @one_blas_thread
     def _update(self, coords: Coords, reward: float, tag) -> None:
         if self._gamma < 1.0:
             self._forget()
@@ -511,6 +512,7 @@ class StructuredTS(Strategy):
         return idx
 
     # -- ask ----------------------------------------------------------------------------------
+    @one_blas_thread
     def propose(self) -> Proposal:
         """The next space-filling first pull (tag "init") while any is left, then a (top-two)
         Thompson draw (tag None)."""
@@ -578,6 +580,7 @@ class StructuredTS(Strategy):
         """Whether the stopping rule holds now (whatever ``stop`` says)."""
         return self.n_told >= self.options.stop_min_pulls and self.stop_confidence() >= self.options.stop_level
 
+    @one_blas_thread
     def stop_confidence(self) -> float:
         """Posterior probability that each of ``best(stop_top)`` is within ``stop_epsilon`` of the
         ``stop_top``-th best configuration (Monte Carlo with ``stop_samples`` joint draws).
@@ -612,6 +615,7 @@ class StructuredTS(Strategy):
         return conf
 
     # -- recommendation -----------------------------------------------------------------------
+    @one_blas_thread
     def posterior_mean(self) -> np.ndarray:
         """Posterior mean value of every configuration, in index order."""
         if not self.enumerate:
@@ -630,6 +634,7 @@ class StructuredTS(Strategy):
         order = np.lexsort((jitter[cand], -self.n_c[cand], -v[cand]))
         return cand[order][:n]
 
+    @one_blas_thread
     def best(self, n: int = 1) -> list[Recommendation]:
         """Top ``n`` configurations by posterior mean, with ``confidence`` credible intervals."""
         n = self._check_n(n)

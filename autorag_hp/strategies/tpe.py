@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from autorag_hp._validation import check_int
 from autorag_hp.strategies._base import Coords, Proposal, Strategy
 
 __all__ = ["TPE"]
@@ -17,8 +18,7 @@ class TPEOptions:
     multivariate: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.n_startup_trials, bool) or not isinstance(self.n_startup_trials, int) or self.n_startup_trials < 0:
-            raise ValueError(f"n_startup_trials must be an integer >= 0, got {self.n_startup_trials!r}")
+        check_int("n_startup_trials", self.n_startup_trials, minimum=0)
 
 
 def _import_optuna():

@@ -108,6 +108,6 @@ def print_result(summary: dict[str, Any], best, truth, run_dir: Path | None, out
         r = summary["regret"]
         print(f"\ngrid search's best: {format_config(g['best_config'])}  {g['best_mean']:.3f}", file=out)
         print(f"simple regret {r['simple_regret']:.4f}, cumulative regret {r['cumulative_regret']:.2f}, "
-              f"Recall@1/3/5 {r['recall_at_1']:.2f}/{r['recall_at_3']:.2f}/{r['recall_at_5']:.2f}", file=out)
+              f"Recall@1/3/5 {r['recall@1']:.2f}/{r['recall@3']:.2f}/{r['recall@5']:.2f}", file=out)
     if run_dir is not None:
         print(f"\nrun folder: {run_dir}", file=out)

@@ -60,9 +60,43 @@ class StudyResult:
     grid: Any = None
     run_dir: Path | None = None
 
-    def best(self, n: int = 1):
-        """The strategy's ``n`` best configurations (Recommendation: config, mean, ci_low, ci_high, pulls)."""
-        return self.strategy.best(n)
+    def best(self, n: int = 1, *, w: float | None = None):
+        """The strategy's ``n`` best configurations (Recommendation: config, mean, ci_low, ci_high, pulls).
+
+        ``w``: rank by ``w * quality - (1 - w) * prompt_tokens / t_max`` for that ``w`` instead,
+        from this run's numbers, without new calls: the model of a multi-objective strategy
+        (``pareto-ts``), else the pulls' per-question records (pulled configurations only).
+        """
+        if w is None:
+            return self.strategy.best(n)
+        if hasattr(self.strategy, "pareto_set"):
+            return self.strategy.best(n, w=w)
+        from autorag_hp.strategies import Recommendation
+
+        out = []
+        for p in self.pareto().rank(w, n=n):
+            r = w * p.mean["quality"] - (1 - w) * p.mean["tokens"] / self.summary["reward"]["t_max"]
+            out.append(Recommendation(p.config, float(r), p.n, float("nan"), float("nan")))
+        return out
+
+    def pareto(self, objectives: Any = ("quality", "tokens"), *, confidence: float = 0.95):
+        """The cost-quality :class:`~autorag_hp.pareto.ParetoSet` of this run (front with
+        confidence intervals): the model's of ``pareto-ts`` for quality and tokens, else one
+        from the pulls' per-question records (``quality``, ``prompt_tokens``, ``latency_s``)."""
+        from autorag_hp.pareto import ParetoSet, check_objectives
+
+        objectives = check_objectives(objectives)
+        if hasattr(self.strategy, "pareto_set") and objectives == ("quality", "tokens"):
+            return self.strategy.pareto_set(confidence=confidence)
+        space = self.strategy.space
+        by_config: dict[int, list] = {}
+        for rec in self.records:
+            if rec.details:
+                by_config.setdefault(space.index(rec.config), []).extend(rec.details)
+        if not by_config:
+            raise ValueError("pareto needs pulls with per-question records (a PipelineObjective run); this run has none")
+        return ParetoSet.from_records(by_config, space=space, objectives=objectives,
+                                      t_max=self.summary["reward"]["t_max"], confidence=confidence)
 
     @property
     def simple_regret(self) -> float | None:
@@ -486,7 +520,7 @@ class Study:
                 "simple_regret": truth.regret(best[0].config) if best else None,
                 "cumulative_regret": final["cumulative_regret"] if final else 0.0,
                 "mean_regret_per_pull": final["cumulative_regret"] / len(rows) if final else 0.0,
-                **{f"recall_at_{x}": truth.recall_at([r.config for r in result.best(min(x, len(space)))],
+                **{f"recall@{x}": truth.recall_at([r.config for r in result.best(min(x, len(space)))],
                                                      min(x, len(space)))
                    for x in (1, 3, 5)},
             }

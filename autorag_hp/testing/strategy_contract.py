@@ -15,7 +15,7 @@ import numpy as np
 
 from autorag_hp.objective import Outcome
 from autorag_hp.space import SearchSpace
-from autorag_hp.strategies import Discounted, Proposal, Recommendation, SlidingWindow, SpaceExhausted, make_strategy
+from autorag_hp.strategies import Discounted, Recommendation, SlidingWindow, SpaceExhausted, make_strategy
 from autorag_hp.tuner import tune
 
 __all__ = ["CONTRACT_CHECKS", "check_strategy_contract", "contract_space"]

@@ -1,0 +1,156 @@
+"""Pareto sets with intervals, best(w) without new calls, and the pareto-ts strategy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autorag_hp.objective import Outcome, reward
+from autorag_hp.pareto import ParetoSet, check_objectives, pareto_mask, pareto_recall
+from autorag_hp.space import SearchSpace
+from autorag_hp.strategies import make_strategy
+from autorag_hp.tuner import tune
+
+SPACE = SearchSpace({"top_k": [1, 2, 4, 8], "chunk": [32, 64, 128], "embedder": ["a", "b"]})
+
+
+def _truth():
+    """Quality rises with context and saturates; embedder b is better; tokens = top_k * chunk."""
+    q = np.empty(len(SPACE))
+    t = np.empty(len(SPACE))
+    for i in range(len(SPACE)):
+        c = SPACE.config(i)
+        ctx = c["top_k"] * c["chunk"]
+        q[i] = (0.95 if c["embedder"] == "b" else 0.8) * (1 - np.exp(-ctx / 150))
+        t[i] = ctx + 10
+    return q, t
+
+
+def test_pareto_mask_keeps_non_dominated_rows_and_ties():
+    v = np.array([[0.9, 100], [0.8, 50], [0.7, 60], [0.9, 100], [0.95, 400], [0.5, 50]])
+    assert pareto_mask(v, [1, -1]).tolist() == [True, True, False, True, True, False]
+    assert pareto_mask(v[:, :1], [1]).tolist() == [False, False, False, False, True, False]
+    with pytest.raises(ValueError, match="one column per sense"):
+        pareto_mask(v, [1])
+
+
+def test_check_objectives():
+    assert check_objectives("quality,tokens") == ("quality", "tokens")
+    assert check_objectives(["quality", "tokens", "latency"]) == ("quality", "tokens", "latency")
+    for bad in ("tokens,quality", "quality", "quality,cost", "quality,tokens,tokens"):
+        with pytest.raises(ValueError, match=r"objectives must list 'quality' first"):
+            check_objectives(bad)
+
+
+def _records():
+    rng = np.random.default_rng(0)
+    q, t = _truth()
+    out = {}
+    for i in range(len(SPACE)):
+        n = 30
+        out[i] = [{"quality": float(rng.random() < q[i]), "prompt_tokens": t[i] + int(rng.integers(-3, 4)),
+                   "latency_s": 0.01 * t[i] / 100 + 0.001 * rng.random()} for _ in range(n)]
+    return out
+
+
+def test_pareto_set_from_records_front_intervals_and_best():
+    recs = _records()
+    ps = ParetoSet.from_records(recs, space=SPACE, objectives="quality,tokens", t_max=1034.0)
+    assert len(ps) == len(SPACE)
+    i = 5
+    qs = np.array([r["quality"] for r in recs[i]])
+    p = next(x for x in ps.plausible if x.index == i) if any(x.index == i for x in ps.plausible) else None
+    row = int(np.flatnonzero(ps.indices == i)[0])
+    assert ps.means[row, 0] == pytest.approx(qs.mean())
+    half = 1.959964 * qs.std(ddof=1) / np.sqrt(len(qs))
+    assert ps.low[row, 0] == pytest.approx(qs.mean() - half, rel=1e-4) and ps.counts[row] == 30
+    front = ps.front
+    costs = [f.mean["tokens"] for f in front]
+    quals = [f.mean["quality"] for f in front]
+    assert costs == sorted(costs) and quals == sorted(quals)  # a front rises with cost
+    for f in front:  # nothing dominates a front member on the means
+        assert not np.any((ps.means[:, 0] >= f.mean["quality"]) & (ps.means[:, 1] <= f.mean["tokens"])
+                          & ((ps.means[:, 0] > f.mean["quality"]) | (ps.means[:, 1] < f.mean["tokens"])))
+    assert {f.index for f in front} <= {x.index for x in ps.plausible}
+    assert len(ps.plausible) > len(front)  # 30 noisy questions cannot rule out every near-front configuration
+    if p is not None:
+        assert p.ci["quality"][0] <= p.mean["quality"] <= p.ci["quality"][1]
+    # best(w) for any w from the same numbers: w=1 is the best quality, w=0 the fewest tokens.
+    assert ps.best(1.0).mean["quality"] == ps.means[:, 0].max()
+    assert ps.best(0.0).mean["tokens"] == ps.means[:, 1].min()
+    for w in (0.1, 0.5, 0.9):
+        r = reward(ps.means[:, 0], ps.means[:, 1], w=w, t_max=1034.0)
+        assert ps.best(w).index == int(ps.indices[np.argmax(r)])
+        assert ps.best(w).index in {f.index for f in front}  # a scalarised optimum is on the front
+    assert [x.index for x in ps.rank(0.5, n=3)][0] == ps.best(0.5).index
+    three = ParetoSet.from_records(recs, space=SPACE, objectives="quality,tokens,latency", t_max=1034.0)
+    assert len(three.front) >= len(front)  # a third objective can only add non-dominated points
+    with pytest.raises(ValueError, match="t_max must be given"):
+        ParetoSet.from_records(recs, space=SPACE).best(0.5)
+    with pytest.raises(ValueError, match=r"records\[0\]: every record needs a number in 'prompt_tokens'"):
+        ParetoSet.from_records({0: [{"quality": 1.0}]}, space=SPACE)
+
+
+def test_pareto_recall_counts_ties_within_tolerance():
+    truth = np.array([[0.5, 100.0], [0.9, 405.0], [0.903, 402.0], [0.2, 500.0]])
+    senses = [1, -1]
+    assert pareto_mask(truth, senses).tolist() == [True, False, True, False]
+    assert pareto_recall([0, 2], truth, senses, scale=(1, 1000)) == 1.0
+    assert pareto_recall([0, 1], truth, senses, scale=(1, 1000)) == 1.0  # 1 ties 2 within 0.005
+    assert pareto_recall([0, 1], truth, senses, scale=(1, 1000), tol=0.001) == 0.5
+    assert pareto_recall([3], truth, senses, scale=(1, 1000)) == 0.0
+
+
+def _run(spec, seed, pulls=260, noise=0.05):
+    q, t = _truth()
+    s = make_strategy(spec, SPACE, seed=seed, t_max=1034.0)
+    rng = np.random.default_rng(seed)
+    for _ in range(pulls):
+        cfg = s.ask()
+        i = SPACE.index(cfg)
+        s.tell_objectives(cfg, quality=q[i] + noise * rng.standard_normal(), tokens=t[i] + rng.integers(-2, 3))
+    return s, q, t
+
+
+def test_pareto_ts_finds_the_front_and_answers_best_w():
+    recalls = []
+    for seed in range(3):
+        s, q, t = _run("pareto-ts", seed)
+        ps = s.pareto_set()
+        recalls.append(pareto_recall([p.index for p in ps.front], np.column_stack([q, t]), [1, -1],
+                                     scale=(1, 1034.0), tol=0.01))
+        tok = ps.means[:, 1]
+        assert np.allclose(tok, t, rtol=0.05)  # the log-token model learns the product structure
+        for w in (0.1, 0.5, 0.9):
+            r = reward(q, t, w=w, t_max=1034.0)
+            pick = SPACE.index(s.best(1, w=w)[0].config)
+            assert r.max() - r[pick] <= 0.02, (seed, w)
+    assert np.mean(recalls) >= 0.8
+    pulls = s.quality.n_c
+    front = np.flatnonzero(pareto_mask(np.column_stack([q, t]), [1, -1]))
+    assert pulls[front].sum() > 0.5 * pulls.sum()  # the run spends its pulls along the front
+
+
+def test_pareto_ts_options_scalar_tell_and_tuner_details():
+    with pytest.raises(ValueError, match=r"w_low <= w_high must hold"):
+        make_strategy("pareto-ts:w_low=0.8:w_high=0.2", SPACE)
+    with pytest.raises(ValueError, match="scalarisation must be 'chebyshev' or 'linear', got 'x'"):
+        make_strategy("pareto-ts:scalarisation=x", SPACE)
+    s = make_strategy("pareto-ts", SPACE, seed=1)
+    cfg = s.ask()
+    s.tell(cfg, 0.7)  # a scalar reward teaches the quality model only
+    assert s.quality.n_told == 1 and s.cost.n_told == 0
+    with pytest.raises(ValueError, match="tokens must be >= 0"):
+        s.tell_objectives(s.ask(), quality=0.5, tokens=-1)
+
+    q, t = _truth()
+
+    def objective(config, pull):
+        i = SPACE.index(config)
+        details = [{"quality": float(q[i]), "prompt_tokens": int(t[i]), "latency_s": 0.0} for _ in range(4)]
+        return Outcome(reward=reward(q[i], t[i], w=0.9, t_max=1034.0), calls=4, details=details)
+
+    s = make_strategy("pareto-ts", SPACE, seed=2, t_max=1034.0)
+    res = tune(s, objective, budget_calls=4 * 60, calls_per_pull=4)
+    assert len(res.records) == 60 and s.cost.n_told == 60  # the tuner passed the per-question records
+    assert t[SPACE.index(s.best(1, w=0.0)[0].config)] == t.min()  # w=0: the fewest tokens (either embedder)
