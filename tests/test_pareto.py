@@ -154,3 +154,50 @@ def test_pareto_ts_options_scalar_tell_and_tuner_details():
     res = tune(s, objective, budget_calls=4 * 60, calls_per_pull=4)
     assert len(res.records) == 60 and s.cost.n_told == 60  # the tuner passed the per-question records
     assert t[SPACE.index(s.best(1, w=0.0)[0].config)] == t.min()  # w=0: the fewest tokens (either embedder)
+
+
+# --------------------------------------------------------------------------- a Study and the CLI
+
+N_DOCS = 12
+DOCS = {f"d{i}": f"passage {i} says answer{i}" for i in range(N_DOCS)}
+
+
+def _stack(config, questions):
+    """A toy retrieval stack: more context finds the answer more often and costs more tokens."""
+    out = []
+    for q in questions:
+        i = int(q.split()[-1])
+        picked = [f"d{(i + j * config['shift']) % N_DOCS}" for j in range(config["top_k"])]
+        out.append({"contexts": [DOCS[d] for d in picked], "prompt_tokens": 10 * config["top_k"]})
+    return out
+
+
+@pytest.mark.parametrize("strategy", ["random", "pareto-ts"])
+def test_study_result_best_w_and_pareto_without_new_calls(tmp_path, strategy):
+    from autorag_hp import Study
+    from autorag_hp.cli._objectives import report_front
+    from autorag_hp.pipeline import FunctionPipeline, Question
+
+    questions = [Question(f"q{i}", f"what is {i}", (f"answer{i}",)) for i in range(N_DOCS)]
+    space = SearchSpace({"top_k": [1, 2, 3, 4], "shift": [0, 1, 2, 5, 7]})
+    calls = [0]
+
+    def stack(config, qs):
+        calls[0] += len(qs)
+        return _stack(config, qs)
+
+    study = Study(FunctionPipeline(stack, batch=True, fingerprint="pareto-toy"), questions, space,
+                  strategy=strategy, budget=80, batch=4, cache=False, run_dir=tmp_path / "run", plots=False)
+    result = study.run()
+    before = calls[0]
+    ps = result.pareto()
+    assert ps.objectives == ("quality", "tokens") and len(ps.front) >= 1
+    three = result.pareto("quality,tokens,latency")
+    assert three.objectives == ("quality", "tokens", "latency")
+    cheap, rich = result.best(w=0.0)[0], result.best(w=1.0)[0]
+    assert cheap.config["top_k"] <= rich.config["top_k"]
+    assert result.best(2, w=0.7)[0].config == result.best(w=0.7)[0].config
+    payload = report_front(result, "quality,tokens", tmp_path / "run", plots=True)
+    assert (tmp_path / "run" / "pareto.json").is_file() and (tmp_path / "run" / "pareto.png").is_file()
+    assert len(payload["grid_front"]) >= 1 and payload["front"][0]["mean"]["tokens"] <= payload["front"][-1]["mean"]["tokens"]
+    assert calls[0] == before  # none of it asked the stack again

@@ -232,6 +232,15 @@ def test_gold_recall_without_retrieved_ids_is_an_error_not_zero(tmp_path):
     assert with_ids.columns["gold_recall"].min() >= 0 and with_ids.columns["gold_recall"].max() == 1.0
 
 
+def test_stack_without_retrieved_ids_tunes_and_journals_gold_recall_as_null(tmp_path):
+    # gold_recall cannot be measured without ids: NaN in the grid, null in the JSON journal
+    result = _study(Stack(ids=False), tmp_path, cache=False).run()
+    pulls = _pulls(tmp_path / "run" / "journal.jsonl")
+    assert result.calls_used == 60 and len(pulls) == 15
+    assert all(d["gold_recall"] is None for p in pulls for d in p["details"])
+    assert all(d["answer_in_context"] in (0.0, 1.0) for p in pulls for d in p["details"])
+
+
 def test_function_pipeline_names_a_swapped_argument_order():
     def run(questions, config):
         return Stack()(config, questions)

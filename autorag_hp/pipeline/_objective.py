@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Mapping
 
 import numpy as np
@@ -91,6 +92,12 @@ class PipelineObjective:
             )
         details = score_batch(questions, results, metric=self.metric, w=self.w, t_max=self.t_max, scorer=self.scorer)
         reward = check_reward(sum(d["reward"] for d in details) / len(details))
+        # a metric that cannot be computed for a question (gold_recall without gold passages or
+        # retrieved ids) is NaN in the grid table and null in the journal, which stores only JSON
+        for d in details:
+            for k, v in d.items():
+                if isinstance(v, float) and math.isnan(v):
+                    d[k] = None
         return Outcome(reward=reward, calls=len(questions), details=details)
 
     def __repr__(self) -> str:
