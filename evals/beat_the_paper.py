@@ -1,7 +1,7 @@
 """Issue #5: does a structured strategy beat AutoRAG-HP's Hier-UCB and Optuna's TPE at ~20% of grid's calls?
 
 Measures, with :func:`autorag_hp.bench.run_replay`, per difficulty bucket (synthetic easy /
-medium / hard surfaces, one surface per seed, plus any real grid tables found):
+medium / hard / nonadditive surfaces, one surface per seed, plus any real grid tables found):
 
 * simple regret and Recall@1/3/5 of every strategy at ``--budget`` of grid search's calls,
   with paired Wilcoxon signed-rank tests of the new strategy against each baseline;
@@ -14,6 +14,9 @@ medium / hard surfaces, one surface per seed, plus any real grid tables found):
     python evals/beat_the_paper.py --seeds 3 --quick # smoke run
 
 Writes ``evals/results/beat_the_paper.json`` and prints the tables (Markdown with --markdown).
+
+Seeds 0..N-1 are issue #11's *evaluation set*: no default was chosen on them. The tuned defaults
+are checked on the disjoint tuning set (synthetic seeds 1000+) by ``evals/tune_defaults.py``.
 """
 
 from __future__ import annotations

@@ -122,3 +122,10 @@ def test_semantic_through_score_result_and_errors(tmp_path):
         score_batch(QS[:1], [PipelineResult(["c"], 3)], metric="semantic", t_max=10)
     with pytest.raises(ValueError, match="encoder must have a fingerprint string"):
         SemanticSimilarity(encoder=object(), cache_dir=None)
+
+
+def test_a_full_grid_refuses_model_metrics():
+    from autorag_hp.pipeline import run_grid
+
+    with pytest.raises(ValueError, match=r"metric 'judge_correctness' is not a grid column.*grid='none'"):
+        run_grid(object(), QS, {"top_k": [1, 2]}, metric="judge_correctness")

@@ -494,7 +494,8 @@ class OpenAIGenerator(Generator):
     ``AUTORAG_HP_OPENAI_BASE_URL`` / ``_MODEL`` / ``_API_KEY``, else ``OPENAI_BASE_URL``
     (or ``OPENAI_API_BASE``) / ``OPENAI_MODEL`` / ``OPENAI_API_KEY``. ``timeout_s`` bounds
     each attempt; see :class:`RetryPolicy` for what is retried (``retry`` may also be a
-    mapping of its fields).
+    mapping of its fields). HTTP goes through the official ``openai`` SDK (the ``openai``
+    extra) with its own retries off; ``stats["retries"]`` counts RetryPolicy's.
     """
 
     name = "openai"

@@ -235,6 +235,9 @@ def run_grid(
     """
     space = _as_space(space)
     metric = check_metric(metric)
+    if metric not in METRIC_COLUMNS:  # a model-based metric (semantic, judge_*) scores answers the grid does not keep
+        raise ValueError(f"metric {metric!r} is not a grid column ({', '.join(METRIC_COLUMNS[:4])}): a full grid "
+                         f"keeps no answers to score with a model; tune without a grid (grid='none' / --grid never)")
     w = check_w(w)
     questions = list(getattr(dataset, "questions", dataset))
     if not questions:
