@@ -25,11 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-
-for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # small matrices: threads only cost
-    os.environ.setdefault(_v, "1")
 import time
 from pathlib import Path
 

@@ -29,6 +29,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from autorag_hp._seeds import generator
+from autorag_hp._threads import one_blas_thread
 from autorag_hp.objective import check_reward, check_t_max, check_w
 from autorag_hp.pareto import pareto_mask
 from autorag_hp.strategies._base import Coords, Proposal, Recommendation, Strategy, argmax_random, pull_count
@@ -43,7 +44,8 @@ class ParetoTSOptions(StructuredTSOptions):
     ``w_low``/``w_high``: the range of the per-pull scalarisation weight; ``w``: the weight
     ``best(n)`` ranks by when none is given; ``t_max``: the token scale of the reward
     (``w * quality - (1 - w) * tokens / t_max``; None: the largest pull mean told so far);
-    ``scalarisation``: "chebyshev" or "linear"; ``front_prob``: the chance that a pull instead
+    ``scalarisation``: "chebyshev" or "linear"; ``leader_prob`` (a model option) below 1 plays
+    top-two sampling on the scalarised draws, as ``structured-tt``; ``front_prob``: the chance that a pull instead
     plays a uniform pick from the sampled Pareto front (Pareto Thompson sampling, Yahyaa &
     Manderick 2015, "Thompson Sampling for Multi-Objective Multi-Armed Bandits Problem");
     ``cost_prior_scale``/``cost_interaction_scale``/``cost_residual_scale``: the cost model's
@@ -107,6 +109,7 @@ class ParetoTS(Strategy):
         xi = self.rng.standard_normal(len(f)) if model._tau2 > 0 else None
         return model._values(f, xi)
 
+    @one_blas_thread
     def propose(self) -> Proposal:
         """The next space-filling first pull (tag "init"), then the argmax of a random
         scalarisation of one posterior draw of each model (tag: the weight drawn)."""
@@ -119,11 +122,18 @@ class ParetoTS(Strategy):
             front = np.flatnonzero(pareto_mask(np.column_stack([q, log_t]), [1, -1]))
             pick = int(front[self.rng.integers(len(front))])
             return Proposal(self.space.coords_of_index(pick), round(w, 6))
+        leader = argmax_random(self._scalarise(w, q, log_t), self.rng)
+        if self.options.leader_prob < 1.0 and self.rng.random() >= self.options.leader_prob:
+            # top-two (Russo 2016), as structured-tt: the argmax of a fresh draw, the leader masked out
+            v = self._scalarise(w, self._draw(self.quality), self._draw(self.cost))
+            v[leader] = -np.inf
+            leader = argmax_random(v, self.rng)
+        return Proposal(self.space.coords_of_index(leader), round(w, 6))
+
+    def _scalarise(self, w: float, q: np.ndarray, log_t: np.ndarray) -> np.ndarray:
         if self.options.scalarisation == "linear":
-            v = w * q - (1.0 - w) * np.exp(log_t) / self.t_max
-        else:
-            v = np.minimum(w * _unit(q), (1.0 - w) * _unit(-log_t))
-        return Proposal(self.space.coords_of_index(argmax_random(v, self.rng)), round(w, 6))
+            return w * q - (1.0 - w) * np.exp(log_t) / self.t_max
+        return np.minimum(w * _unit(q), (1.0 - w) * _unit(-log_t))
 
     def _commit(self, coords: Coords, tag) -> None:
         if tag == "init" and self._init_plan and self._init_plan[-1] == coords:
@@ -188,6 +198,7 @@ class ParetoTS(Strategy):
         """The reward's token scale: the ``t_max`` option, else the largest pull mean told so far."""
         return self.options.t_max if self.options.t_max is not None else max(self._max_tokens, 1.0)
 
+    @one_blas_thread
     def scalarised(self, w: float, *, t_max: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and sd of ``w * quality - (1 - w) * tokens / t_max`` per configuration
         (the two models' errors taken as independent)."""
@@ -198,6 +209,7 @@ class ParetoTS(Strategy):
         c = (1.0 - w) / t_max
         return w * mq - c * mt, np.sqrt((w * sq) ** 2 + (c * st) ** 2)
 
+    @one_blas_thread
     def best(self, n: int = 1, *, w: float | None = None, t_max: float | None = None) -> list[Recommendation]:
         """Top ``n`` configurations by the posterior mean of the reward at weight ``w``
         (default: the ``w`` option) and token scale ``t_max`` (default :attr:`t_max`), with
@@ -213,6 +225,7 @@ class ParetoTS(Strategy):
         return [Recommendation(self.space.config(int(i)), float(mean[i]), pull_count(self.quality.n_c[i]),
                                float(mean[i] - z * sd[i]), float(mean[i] + z * sd[i])) for i in order]
 
+    @one_blas_thread
     def pareto_set(self, *, confidence: float | None = None):
         """The posterior-mean :class:`~autorag_hp.pareto.ParetoSet` over (quality, tokens) of
         every configuration, with credible intervals (tokens in the caller's units)."""
