@@ -89,12 +89,27 @@ def format_config(config: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in config.items())
 
 
+def tuning_label(seconds: dict[str, Any]) -> str:
+    """What the tuning seconds include: a warm cache (the grid ran just before), the questions
+    a wrapped stack's outcome cache answered, no outcome cache, or the reference pipeline's
+    caches in whatever state the run found them."""
+    cache = seconds.get("tune_cache", "unknown")
+    if cache == "warm":
+        return "(warm cache: the grid baseline ran first)"
+    if cache == "counted":
+        hit, miss = seconds["tune_questions_cached"], seconds["tune_questions_to_stack"]
+        return f"({hit} of {hit + miss} questions from the outcome cache)"
+    if cache == "none":
+        return "(no outcome cache: every question ran through the stack)"
+    return "(caches as found: not measured cold)"
+
+
 def print_result(summary: dict[str, Any], best, truth, run_dir: Path | None, out: TextIO | None = None) -> None:
     """The result as ``autorag-hp tune`` prints it."""
     out = out or sys.stdout
     print(f"\n{summary['pulls']} pulls, {summary['calls_used']} calls "
           f"({summary['calls_share']:.1%} of grid search's {summary['grid_calls']}), "
-          f"{summary['seconds']['tune']:.1f} s tuning" +
+          f"{summary['seconds']['tune']:.1f} s tuning {tuning_label(summary['seconds'])}" +
           (f" + {summary['seconds']['grid']:.1f} s grid baseline" if truth is not None else ""), file=out)
     print(f"\nbest configurations ({summary['strategy']['strategy']}, mean reward with 95% interval):", file=out)
     for k, rec in enumerate(best, start=1):

@@ -466,6 +466,11 @@ class Study:
             if grid is not None:
                 best_after[rec.pull] = strategy.best(1)[0].config
 
+        # what the tuning seconds include: a grid computed just before left every cache warm; a
+        # wrapped stack's outcome cache also says how many questions it answered during the tuning
+        warm = grid is not None and t_grid > 0
+        counted = hasattr(pipeline, "stack_questions")
+        before = (pipeline.hits, pipeline.stack_questions) if counted else (0, 0)
         t0 = time.perf_counter()
         result = tune(strategy, objective, budget_calls=budget_calls, parallel=self.parallel,
                       calls_per_pull=self.batch, journal=None if run_dir is None else run_dir / JOURNAL,
@@ -492,10 +497,15 @@ class Study:
             "calls_share": result.calls_used / grid_calls,
             "stop_reason": result.stop_reason or ("resumed: nothing left to do" if self._resume else ""),
             "seconds": {"tune": round(t_tune, 3), "grid": round(t_grid, 3),
-                        "total": round(time.perf_counter() - t_start, 3)},
+                        "total": round(time.perf_counter() - t_start, 3),
+                        "tune_cache": "warm" if warm else ("counted" if counted else
+                                                           "unknown" if hasattr(pipeline, "evaluate_grid") else "none")},
             "best": [r.to_dict() for r in best],
             "files": {"journal": JOURNAL, "run": RUN_FILE} if run_dir is not None else {},
         }
+        if counted:
+            summary["seconds"]["tune_questions_cached"] = pipeline.hits - before[0]
+            summary["seconds"]["tune_questions_to_stack"] = pipeline.stack_questions - before[1]
         if hasattr(pipeline, "stack_calls"):
             summary["cache"] = {"folder": str(pipeline.store.dir), "hits": pipeline.hits,
                                 "stack_calls": pipeline.stack_calls, "stack_questions": pipeline.stack_questions}
