@@ -17,6 +17,7 @@ STREAMS: dict[str, int] = {
     "tie-break": 0xBE57,  # strategies' tie-breaking generator (per told observation)
     "stopping": 0x5709,  # structured strategies: the stopping rule's posterior draws
     "questions": 0x5EED,  # replayed objectives: the questions (or noise) a pull samples
+    "paired-questions": 0x9A1D,  # questions="paired": the shared question order of every configuration
     "surface": 0xE55,  # synthetic surfaces: knob effects
     "surface-draws": 0x9E5,  # synthetic surfaces: question difficulty, correctness and token draws
     "surface-nonadditive": 0xA0D,  # synthetic surfaces: three-way terms and needles (non-additive family)

@@ -6,7 +6,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
-__all__ = ["Outcome", "Objective", "check_reward", "reward", "check_w", "check_t_max"]
+import numpy as np
+
+from autorag_hp._seeds import generator
+
+__all__ = ["Outcome", "Objective", "check_reward", "reward", "check_w", "check_t_max", "SAMPLING_MODES",
+           "check_sampling", "paired_questions"]
 
 
 @dataclass(frozen=True)
@@ -70,3 +75,33 @@ def reward(quality: Any, tokens: Any, *, w: float, t_max: float) -> Any:
     w = check_w(w)
     t_max = check_t_max(t_max)
     return w * quality - (1.0 - w) * tokens / t_max
+
+
+# How an objective picks the questions of a pull: "iid" draws them afresh from (seed, pull);
+# "paired" gives the k-th pull of every configuration the same questions (common random numbers).
+SAMPLING_MODES = ("iid", "paired")
+
+
+def check_sampling(mode: Any, *, name: str = "sampling") -> str:
+    """The question-sampling mode; it must be one of :data:`SAMPLING_MODES`."""
+    if mode not in SAMPLING_MODES:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, SAMPLING_MODES))}, got {mode!r}")
+    return mode
+
+
+def paired_questions(n: int, batch: int, *, seed: int, ordinal: int) -> np.ndarray:
+    """Question indices of a configuration's ``ordinal``-th pull (0-based) with ``sampling="paired"``.
+
+    Every configuration walks the same seeded sequence of questions: epoch ``e`` is a
+    permutation of the ``n`` questions drawn from ``(seed, e)``, cut to a whole number of
+    batches, and pull ``k`` takes the ``k``-th batch of it. Two configurations compared
+    after the same number of pulls were scored on the same questions, so the difference of
+    their means carries no question-sampling noise (common random numbers, as in
+    simulation optimisation). The indices depend only on ``(seed, ordinal)``, so resumed
+    and parallel runs see what a sequential run would.
+    """
+    batch = min(batch, n)
+    per = (n // batch) * batch  # a batch never spans two epochs, so it has no repeated question
+    epoch, pos = divmod(int(ordinal) * batch, per)
+    order = generator("paired-questions", seed, epoch).permutation(n)
+    return order[pos:pos + batch]

@@ -164,6 +164,13 @@ def tune(
                    desc=f"tune {strategy.name}", unit="call" if budget_calls else "pull", dynamic_ncols=True)
 
     can_trim = callable(getattr(objective, "limit_calls", None))
+    # each pull's ordinal among its configuration's pulls (journaled ones included), for
+    # objectives that sample by it (sampling="paired")
+    wants_ordinals = callable(getattr(objective, "with_ordinals", None))
+    seen: dict[int, int] = {}
+    for r in result.records:
+        key = strategy.space.index(r.config)
+        seen[key] = seen.get(key, 0) + 1
 
     def remaining_pulls() -> float:
         left = math.inf
@@ -207,7 +214,16 @@ def tune(
                 batch = [(base + k, rnd, size, c) for k, c in enumerate(configs)]
                 rnd += 1
             trimmed = limits([b[0] for b in batch])
-            target = objective.limit_calls(trimmed) if trimmed else objective  # type: ignore[attr-defined]
+            target = objective
+            if wants_ordinals:
+                ordinals = {}
+                for pull, _, _, config in batch:
+                    key = strategy.space.index(config)
+                    ordinals[pull] = seen.get(key, 0)
+                    seen[key] = ordinals[pull] + 1
+                target = target.with_ordinals(ordinals)  # type: ignore[attr-defined]
+            if trimmed:
+                target = target.limit_calls(trimmed)  # type: ignore[attr-defined]
             outcomes = executor.evaluate(target, [b[3] for b in batch], [b[0] for b in batch])
             for (pull, r, size, config), out in zip(batch, outcomes):
                 if not isinstance(out, Outcome):

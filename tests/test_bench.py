@@ -21,6 +21,7 @@ from autorag_hp.bench import (
     run_replay,
     summarise,
 )
+from autorag_hp.objective import paired_questions
 from autorag_hp.strategies import make_strategy, parse_strategy_spec
 
 
@@ -48,6 +49,28 @@ def test_per_question_table_and_objective(tmp_path):
     obj = t.objective(batch=4, seed=3)
     a, b = obj({"top_k": 5, "emb": "minilm"}, 7), obj({"top_k": 5, "emb": "minilm"}, 7)
     assert a == b and a.calls == 4  # randomness comes from (seed, pull) only
+
+
+def test_paired_table_objective_scores_every_configuration_on_the_same_questions(tmp_path):
+    p = tmp_path / "t.csv"
+    write_table(p)
+    t = ReplayTable.from_file(p, params=["top_k", "emb"], metric="acc", w=1.0)
+    obj = t.objective(batch=4, seed=3, sampling="paired")
+    with pytest.raises(ValueError, match="needs the configuration's pull ordinal of pull 0"):
+        obj({"top_k": 1, "emb": "bm25"}, 0)
+    # pull 10 is the 2nd pull (ordinal 1) of every configuration: same questions, so the reward is
+    # each configuration's mean over exactly those questions
+    q = paired_questions(20, 4, seed=3, ordinal=1)
+    assert len(set(q.tolist())) == 4
+    for c in t.space:
+        got = obj.with_ordinals({10: 1})(c, 10).reward
+        assert got == pytest.approx(t.outcomes[t.space.index(c), q].mean())
+    # the budget and the table's per-question rows are what replay with pairing uses end to end
+    run = run_one(t, "structured-tt", 0, budget=0.5, batch=4, sampling="paired")
+    assert run["calls"] == 60
+    with pytest.raises(ValueError, match="per-question table"):
+        write_table(tmp_path / "m.csv", per_question=False)
+        ReplayTable.from_file(tmp_path / "m.csv", params=["top_k", "emb"], metric="acc").objective(sampling="paired")
 
 
 def test_mean_only_table_bernoulli(tmp_path):

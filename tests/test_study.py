@@ -116,6 +116,48 @@ def test_resume_after_a_crash_is_exact(tmp_path):
     assert more.calls_used == 100 and more.records[: len(key)] == resumed.records
 
 
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_paired_sampling_gives_every_configuration_the_same_question_sequence(tmp_path, parallel):
+    result = _study(Stack(), tmp_path, strategy="flat-ts", budget=200, batch=5, sampling="paired", parallel=parallel,
+                    cache=False, grid="none", t_max=40, plots=False).run()
+    seq: dict[str, list[list[str]]] = {}
+    for p in _pulls(tmp_path / "run" / "journal.jsonl"):
+        seq.setdefault(json.dumps(p["config"], sort_keys=True), []).append([d["question_id"] for d in p["details"]])
+    assert len(result.records) == 40 and len(seq) > 5
+    longest = max(seq.values(), key=len)
+    for pulls in seq.values():
+        assert pulls == longest[: len(pulls)]  # the k-th pull of every configuration: the same questions
+        assert all(len(set(q)) == len(q) == 5 for q in pulls)
+    # an epoch is the 12 questions cut to two whole batches: each covers 10 distinct questions
+    if len(longest) >= 2:
+        assert len(set(longest[0]) | set(longest[1])) == 10
+    iid = _study(Stack(), tmp_path, "iid", strategy="flat-ts", budget=200, batch=5, cache=False, grid="none",
+                 t_max=40, plots=False).run()
+    firsts: dict[str, tuple] = {}
+    for p in _pulls(tmp_path / "iid" / "journal.jsonl"):
+        firsts.setdefault(json.dumps(p["config"], sort_keys=True), tuple(d["question_id"] for d in p["details"]))
+    assert iid.calls_used == 200 and len(set(firsts.values())) > 1  # iid: first pulls see different questions
+
+
+def test_paired_sampling_resumes_exactly(tmp_path):
+    full = _study(Stack(), tmp_path, "full", strategy="structured-tt", budget=120, batch=3, sampling="paired",
+                  plots=False).run()
+    lines = (tmp_path / "full" / "journal.jsonl").read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "run.json").write_text((tmp_path / "full" / "run.json").read_text())
+    (cut / "journal.jsonl").write_text("".join(lines[:21]))
+    resumed = Study.resume(cut, pipeline=FunctionPipeline(Stack(), batch=True, fingerprint="toy-v1"), data=QUESTIONS,
+                           plots=False).run()
+    key = [(p["config"], [d["question_id"] for d in p["details"]], p["reward"])
+           for p in _pulls(tmp_path / "full" / "journal.jsonl")]
+    assert [(p["config"], [d["question_id"] for d in p["details"]], p["reward"])
+            for p in _pulls(cut / "journal.jsonl")] == key
+    assert [b.config for b in resumed.best(3)] == [b.config for b in full.best(3)]
+    with pytest.raises(ValueError, match="sampling must be one of 'iid', 'paired', got 'pairs'"):
+        _study(Stack(), tmp_path, "bad", sampling="pairs")
+
+
 @pytest.mark.parametrize("parallel", [1, 3, 5])
 def test_budget_is_never_overrun_last_pull_is_trimmed(tmp_path, parallel):
     result = _study(Stack(), tmp_path, budget=153, batch=8, parallel=parallel, grid="none", t_max=40, plots=False).run()

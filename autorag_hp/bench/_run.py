@@ -40,7 +40,7 @@ def _curve(cum: np.ndarray, n: int, grid_calls: int, calls: Sequence[int]) -> di
 
 def run_one(table: ReplayTable, spec: StrategySpec | str, seed: int, *, budget: float, batch: int,
             parallel: int = 1, checkpoints: int = 20, executor=None,
-            at_budgets: Sequence[float] = ()) -> dict[str, Any]:
+            at_budgets: Sequence[float] = (), sampling: str = "iid") -> dict[str, Any]:
     """One strategy, one seed: curves and final metrics against the table's ground truth.
 
     The run spends ``budget`` (a share of grid search's calls, :func:`autorag_hp._budget.budget_calls`)
@@ -48,7 +48,7 @@ def run_one(table: ReplayTable, spec: StrategySpec | str, seed: int, *, budget: 
     snapshots of simple regret and Recall@x are taken along the way. ``at_budgets`` (smaller
     budgets) adds ``"at_budgets"``: the metrics the run had when it had spent each of them
     (with ``parallel=1`` exactly what a run with that budget ends with, as a strategy never
-    knows its budget).
+    knows its budget). ``sampling`` is how pulls pick questions (:data:`~autorag_hp.objective.SAMPLING_MODES`).
     """
     spec = parse_strategy_spec(spec)
     check_positive_int("checkpoints", checkpoints)
@@ -63,7 +63,7 @@ def run_one(table: ReplayTable, spec: StrategySpec | str, seed: int, *, budget: 
     want = set(stops.values())
     truth = table.truth()
     strategy = make_strategy(spec.name, table.space, seed=seed, **dict(spec.options))
-    objective = table.objective(batch=batch, seed=seed)
+    objective = table.objective(batch=batch, seed=seed, sampling=sampling)
     counts = np.zeros(len(table.space), dtype=np.int64)
     regrets: list[float] = []
     total = [0.0]  # cumulative regret, summed in pull order
@@ -142,7 +142,8 @@ def run_budgets(table: ReplayTable, spec: StrategySpec | str, seed: int, *, budg
 
 def run_replay(table: ReplayTable, specs: Sequence[StrategySpec | str], seeds: Sequence[int], *,
                budget: float = 0.2, batch: int = 4, parallel: int = 1, progress: bool = True,
-               on_result: Callable[[dict[str, Any]], None] | None = None, executor=None) -> list[dict[str, Any]]:
+               on_result: Callable[[dict[str, Any]], None] | None = None, executor=None,
+               sampling: str = "iid") -> list[dict[str, Any]]:
     """Run every (strategy, seed) pair; the same seed gives every strategy the same question draws."""
     specs = [parse_strategy_spec(s) for s in specs]
     budget_calls(budget, grid_calls=table.grid_calls, batch=batch)  # a bad budget fails before any run
@@ -155,7 +156,8 @@ def run_replay(table: ReplayTable, specs: Sequence[StrategySpec | str], seeds: S
     try:
         for spec in specs:
             for seed in seeds:
-                run = run_one(table, spec, seed, budget=budget, batch=batch, parallel=parallel, executor=executor)
+                run = run_one(table, spec, seed, budget=budget, batch=batch, parallel=parallel, executor=executor,
+                              sampling=sampling)
                 runs.append(run)
                 if on_result:
                     on_result(run)

@@ -12,6 +12,7 @@ the sidecar's parameter and value order.
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 import numbers
@@ -23,7 +24,7 @@ import numpy as np
 
 from autorag_hp._seeds import generator
 from autorag_hp._validation import check_positive_int
-from autorag_hp.objective import Outcome, check_t_max, check_w, reward
+from autorag_hp.objective import Outcome, check_sampling, check_t_max, check_w, paired_questions, reward
 from autorag_hp.regret import GroundTruth
 from autorag_hp.space import SearchSpace
 
@@ -99,8 +100,8 @@ class ReplayTable:
         return GroundTruth(self.space, self.means)
 
     def objective(self, *, batch: int = 4, seed: int = 0, noise: Literal["auto", "bernoulli", "gaussian"] = "auto",
-                  noise_std: float = 0.1) -> "TableObjective":
-        return TableObjective(self, batch=batch, seed=seed, noise=noise, noise_std=noise_std)
+                  noise_std: float = 0.1, sampling: str = "iid") -> "TableObjective":
+        return TableObjective(self, batch=batch, seed=seed, noise=noise, noise_std=noise_std, sampling=sampling)
 
     @classmethod
     def from_rows(
@@ -202,8 +203,13 @@ class TableObjective:
     """Scores a configuration from the table; randomness comes from (seed, pull) only."""
 
     def __init__(self, table: ReplayTable, *, batch: int = 4, seed: int = 0,
-                 noise: Literal["auto", "bernoulli", "gaussian"] = "auto", noise_std: float = 0.1) -> None:
+                 noise: Literal["auto", "bernoulli", "gaussian"] = "auto", noise_std: float = 0.1,
+                 sampling: str = "iid") -> None:
         check_positive_int("batch", batch)
+        self.sampling = check_sampling(sampling)
+        if sampling == "paired" and table.outcomes is None:
+            raise ValueError("sampling='paired' needs a per-question table (this one holds means only)")
+        self.ordinals: dict[int, int] = {}
         if table.outcomes is not None and batch > table.n_questions:
             raise ValueError(f"batch must be <= the table's {table.n_questions} questions, got {batch}")
         if noise not in ("auto", "bernoulli", "gaussian"):
@@ -218,8 +224,21 @@ class TableObjective:
         self.noise = noise
         self.noise_std = noise_std
 
+    def with_ordinals(self, ordinals: Mapping[int, int]) -> "TableObjective":
+        """A copy that knows each pull's ordinal among its configuration's pulls (see
+        :func:`~autorag_hp.objective.paired_questions`)."""
+        out = copy.copy(self)
+        out.ordinals = {**self.ordinals, **{int(p): int(k) for p, k in ordinals.items()}}
+        return out
+
     def __call__(self, config: Mapping[str, Any], pull: int) -> Outcome:
         i = self.table.space.index(config)
+        if self.sampling == "paired":
+            if int(pull) not in self.ordinals:
+                raise ValueError(f"sampling='paired' needs the configuration's pull ordinal of pull {pull} "
+                                 "(tune() passes it through with_ordinals)")
+            q = paired_questions(self.table.n_questions, self.batch, seed=self.seed, ordinal=self.ordinals[int(pull)])
+            return Outcome(reward=float(self.table.outcomes[i, q].mean()), calls=self.batch)
         rng = generator("questions", self.seed, pull)
         if self.table.outcomes is not None:
             q = rng.choice(self.table.n_questions, size=self.batch, replace=False)

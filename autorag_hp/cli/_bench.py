@@ -38,6 +38,9 @@ def add_parser(sub) -> None:
     p.add_argument("--budget", type=float, default=None, help="share of grid search's calls to spend, in (0, 1] (default 0.2)")
     p.add_argument("--batch", type=int, default=4, help="questions per pull")
     p.add_argument("--parallel", type=int, default=1, help="configurations asked per round (ask_batch)")
+    p.add_argument("--sampling", choices=("iid", "paired"), default="iid",
+                   help="how a pull picks its questions: iid = afresh per pull; paired = the k-th pull of every "
+                        "configuration gets the same questions (per-question tables only)")
     p.add_argument("--suite", default=None, help="run a named benchmark suite instead of one table (see evals/)")
     p.add_argument("--out", default=None, help="JSON results path (default bench_out/bench-<time>.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -99,19 +102,21 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         runs = run_replay(table, specs, list(range(seeds)), budget=budget, batch=args.batch,
-                          parallel=args.parallel, progress=not args.quiet, executor=executor, on_result=on_result)
+                          parallel=args.parallel, progress=not args.quiet, executor=executor, on_result=on_result,
+                          sampling=args.sampling)
     finally:
         executor.close()
         if log is not None:
             log.close()
     runs = [{k: v for k, v in r.items() if k != "config_pulls"} for r in runs]
     summary = summarise(runs)
-    print(f"\nbudget {budget:.0%} of grid calls, batch {args.batch}, {seeds} seeds (mean ± 95% CI):")
+    print(f"\nbudget {budget:.0%} of grid calls, batch {args.batch}, {args.sampling} sampling, {seeds} seeds "
+          "(mean ± 95% CI):")
     print(format_table(summary))
     out = Path(args.out) if args.out else Path("bench_out") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     write_results(out, {
         "table": str(path), **meta, "n_configs": len(table.space), "n_questions": table.n_questions,
-        "budget": budget, "batch": args.batch, "parallel": args.parallel, "seeds": seeds,
+        "budget": budget, "batch": args.batch, "sampling": args.sampling, "parallel": args.parallel, "seeds": seeds,
         "seconds": time.time() - t0, "summary": summary, "runs": runs,
     })
     print(f"\nresults written to {out}")

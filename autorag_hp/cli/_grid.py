@@ -60,7 +60,7 @@ def run_grid_parts(pipeline, dataset, space, *, metric, w, t_max, executor="ray"
     import numpy as np
 
     from autorag_hp.executors._ray import map_cells
-    from autorag_hp.pipeline._grid import GridResult
+    from autorag_hp.pipeline import GridResult
     from autorag_hp.space import SearchSpace
 
     params = space.to_dict()["params"]

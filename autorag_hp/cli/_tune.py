@@ -35,7 +35,7 @@ examples:
 
 # flag -> Study keyword (the settings run.json records; --resume checks explicit flags against them)
 _FLAGS = {"data": "data", "space": "space", "strategy": "strategy", "budget": "budget", "batch": "batch",
-          "parallel": "parallel", "w": "w", "metric": "metric", "generator": "generator", "seed": "seed",
+          "sampling": "sampling", "parallel": "parallel", "w": "w", "metric": "metric", "generator": "generator", "seed": "seed",
           "grid": "grid", "pipeline": "pipeline", "t_max": "t_max"}
 _NAMES = {"generator_options": "--generator-option", "run_dir": "--out", "t_max": "--t-max", "cache": "--no-cache"}
 _GRID = {"always": "full", "never": "none", "auto": "auto"}
@@ -73,6 +73,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--budget", help="share of grid search's calls in (0, 1] (0.2 or 20%%), or a number of "
                                     f"calls (an integer > 1) (default {d.budget})")
     p.add_argument("--batch", type=int, help=f"questions per pull (default {d.batch})")
+    p.add_argument("--sampling", choices=("iid", "paired"),
+                   help="how a pull picks its questions: iid = drawn afresh per pull; paired = the k-th pull of "
+                        "every configuration gets the same questions (common random numbers: contenders are "
+                        "compared on the same questions) (default iid)")
     p.add_argument("--parallel", type=int, help=f"configurations asked per round, ask_batch (default {d.parallel})")
     p.add_argument("--w", type=float, help=f"quality weight of the reward w*quality - (1-w)*tokens/t_max "
                                           f"(default {d.w})")

@@ -15,7 +15,7 @@ from autorag_hp.pipeline._compression import (
     make_compressor,
     register_compressor,
 )
-from autorag_hp.pipeline._datasets import QADataset, load_dataset, load_hf, load_jsonl, load_squad, register_loader
+from autorag_hp.pipeline._datasets import QADataset, dataset_fingerprint, load_dataset, load_hf, load_jsonl, load_squad, register_loader
 from autorag_hp.pipeline._default import default_space, load_default_dataset
 from autorag_hp.pipeline._generators import (
     EndpointResponseError,
@@ -106,6 +106,7 @@ __all__ = [
     "pipeline_fingerprint",
     # evaluation
     "QADataset",
+    "dataset_fingerprint",
     "load_dataset",
     "load_squad",
     "load_jsonl",

@@ -54,6 +54,16 @@ def _check_items(dataset: str, items: Sequence[Any], cls: type, plural: str, sin
     return ids
 
 
+def dataset_fingerprint(questions: Sequence["Question"], corpus: Sequence["Passage"] = ()) -> str:
+    """Content hash of a corpus (may be empty) and its questions: what the caches key on."""
+    parts: list[str] = []
+    for p in corpus:
+        parts += [p.id, p.title, p.text]
+    for q in questions:
+        parts += [q.id, q.text, "\x1f".join(q.answers), "\x1f".join(q.gold_passages)]
+    return content_hash(*parts)
+
+
 @dataclass(frozen=True)
 class QADataset:
     """A corpus and the questions asked of it; validated on construction."""
@@ -86,12 +96,7 @@ class QADataset:
     @cached_property
     def fingerprint(self) -> str:
         """Content hash of corpus and questions."""
-        parts: list[str] = []
-        for p in self.corpus:
-            parts += [p.id, p.title, p.text]
-        for q in self.questions:
-            parts += [q.id, q.text, "\x1f".join(q.answers), "\x1f".join(q.gold_passages)]
-        return content_hash(*parts)
+        return dataset_fingerprint(self.questions, self.corpus)
 
     def sample(self, n: int, *, seed: int = 0) -> "QADataset":
         """A dataset with ``n`` questions drawn without replacement (same corpus)."""

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from autorag_hp._validation import check_int, check_positive_int
-from autorag_hp.objective import Outcome, check_reward, check_w
+from autorag_hp.objective import Outcome, check_reward, check_sampling, check_w, paired_questions
 from autorag_hp.pipeline._metrics import Metric, check_metric, check_t_max, score_batch
 from autorag_hp.pipeline._protocol import RAGPipeline
 
@@ -36,6 +36,7 @@ class PipelineObjective:
         t_max: float | None = None,
         batch: int = 4,
         seed: int = 0,
+        sampling: str = "iid",
     ):
         if not callable(getattr(pipeline, "run", None)):
             raise ValueError(f"pipeline must have run(config, questions), got {type(pipeline).__name__}")
@@ -62,7 +63,9 @@ class PipelineObjective:
         self.batch = batch
         check_int("seed", seed, minimum=0)
         self.seed = int(seed)
+        self.sampling = check_sampling(sampling)
         self.limits: dict[int, int] = {}
+        self.ordinals: dict[int, int] = {}
 
     def limit_calls(self, limits: Mapping[int, int]) -> "PipelineObjective":
         """A copy whose pull ``p`` asks only the first ``limits[p]`` of its questions (the
@@ -73,12 +76,25 @@ class PipelineObjective:
         out.limits = {**self.limits, **{int(p): int(n) for p, n in limits.items()}}
         return out
 
+    def with_ordinals(self, ordinals: Mapping[int, int]) -> "PipelineObjective":
+        """A copy that knows, for pull ``p``, that it is its configuration's ``ordinals[p]``-th
+        pull (0-based; the tuner passes these): what ``sampling="paired"`` samples by."""
+        out = copy.copy(self)
+        out.ordinals = {**self.ordinals, **{int(p): int(k) for p, k in ordinals.items()}}
+        return out
+
     def sample(self, pull: int) -> list[Any]:
         """The questions of pull ``pull``."""
         check_int("pull", pull, minimum=0)
-        rng = np.random.default_rng([self.seed, int(pull)])
         n = len(self.questions)
-        idx = rng.choice(n, size=min(self.batch, n), replace=False)
+        if self.sampling == "paired":
+            if int(pull) not in self.ordinals:
+                raise ValueError(f"sampling='paired' needs the configuration's pull ordinal of pull {pull} "
+                                 "(tune() passes it through with_ordinals)")
+            idx = paired_questions(n, self.batch, seed=self.seed, ordinal=self.ordinals[int(pull)])
+        else:
+            rng = np.random.default_rng([self.seed, int(pull)])
+            idx = rng.choice(n, size=min(self.batch, n), replace=False)
         picked = [self.questions[i] for i in idx.tolist()]
         limit = self.limits.get(int(pull))
         return picked if limit is None else picked[:limit]
@@ -103,5 +119,6 @@ class PipelineObjective:
     def __repr__(self) -> str:
         return (
             f"PipelineObjective(metric={self.metric!r}, w={self.w}, t_max={self.t_max}, "
-            f"batch={self.batch}, seed={self.seed}, questions={len(self.questions)})"
+            f"batch={self.batch}, seed={self.seed}, questions={len(self.questions)}, "
+            f"sampling={self.sampling!r})"
         )

@@ -15,7 +15,7 @@ from autorag_hp._budget import budget_calls as calls_of_budget
 from autorag_hp._budget import parse_budget
 from autorag_hp._io import atomic_write_text
 from autorag_hp._validation import check_int, check_positive_int
-from autorag_hp.objective import check_t_max, check_w
+from autorag_hp.objective import check_sampling, check_t_max, check_w
 
 __all__ = ["Study", "StudyResult", "parse_budget", "RUN_FILE", "JOURNAL"]
 
@@ -38,12 +38,9 @@ class _Questions:
 
     @property
     def fingerprint(self) -> str:
-        from autorag_hp.pipeline import content_hash
+        from autorag_hp.pipeline import dataset_fingerprint
 
-        parts: list[str] = []
-        for q in self.questions:
-            parts += [q.id, q.text, "\x1f".join(q.answers), "\x1f".join(q.gold_passages)]
-        return content_hash(*parts)
+        return dataset_fingerprint(self.questions)
 
 
 @dataclass
@@ -157,6 +154,7 @@ class Study:
         strategy: str = "structured-tt",
         budget: float | int | str = 0.2,
         batch: int = 4,
+        sampling: str = "iid",
         parallel: int = 1,
         w: float = 0.9,
         metric: str = "answer_in_context",
@@ -180,6 +178,7 @@ class Study:
         self.strategy = strategy
         self.budget = budget
         self.batch = batch
+        self.sampling = sampling
         self.parallel = parallel
         self.w = w
         self.metric = metric
@@ -231,6 +230,7 @@ class Study:
         if self.generator_options and self.generator == "none":
             raise ValueError(f"{n('generator_options')} needs {n('generator')} (the 'none' generator takes no options)")
         check_int(n("seed"), self.seed, minimum=0)
+        check_sampling(self.sampling, name=n("sampling"))
         spec = parse_strategy_spec(self.strategy)
         if spec.name not in list_strategies():
             raise ValueError(f"{n('strategy')} must be one of {list_strategies()} (optionally name:key=value), "
@@ -258,7 +258,7 @@ class Study:
             None if s is None else "object")
         grid = str(self.grid) if self.grid in GRID_MODES else str(Path(self.grid).expanduser().resolve())
         return {"data": d, "space": space, "strategy": self.strategy, "budget": str(self.budget), "batch": self.batch,
-                "parallel": self.parallel, "w": self.w, "metric": self.metric, "generator": self.generator,
+                "sampling": self.sampling, "parallel": self.parallel, "w": self.w, "metric": self.metric, "generator": self.generator,
                 "generator_options": self.generator_options, "seed": self.seed, "grid": grid,
                 "pipeline": pipeline, "t_max": self.t_max,
                 "cache": self.cache if isinstance(self.cache, bool) else str(self.cache)}
@@ -299,7 +299,7 @@ class Study:
         space = SearchSpace.from_dict(saved["space"])
         cache = s.get("cache", True) if cache is None else cache
         study = cls(pipeline, data, space, strategy=s["strategy"], budget=s["budget"] if budget is None else budget,
-                    batch=s["batch"], parallel=s["parallel"], w=s["w"], metric=s["metric"], t_max=s.get("t_max"),
+                    batch=s["batch"], sampling=s.get("sampling", "iid"), parallel=s["parallel"], w=s["w"], metric=s["metric"], t_max=s.get("t_max"),
                     grid=s.get("grid", "auto"), seed=s["seed"], run_dir=run_dir, cache=cache,
                     generator=s.get("generator", "none"), generator_options=s.get("generator_options") or {},
                     **options)
@@ -455,8 +455,9 @@ class Study:
 
         strategy = make_strategy(self.strategy, space, seed=self.seed)
         objective = PipelineObjective(pipeline, dataset, metric=self.metric, w=self.w, t_max=t_max,
-                                      batch=self.batch, seed=self.seed)
+                                      batch=self.batch, seed=self.seed, sampling=self.sampling)
         meta = {"data": self.settings()["data"], "metric": self.metric, "w": self.w, "batch": self.batch,
+                "sampling": self.sampling,
                 "t_max": t_max, "pipeline": self.settings()["pipeline"]}
         if generator is not None:
             meta["generator"] = generator.fingerprint()
