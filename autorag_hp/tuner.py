@@ -119,6 +119,7 @@ def tune(
     callback: Callable[[PullRecord], None] | None = None,
     meta: Mapping[str, Any] | None = None,
     fsync: bool = True,
+    fsync_interval: float = 0.0,
 ) -> TuneResult:
     """Run ``strategy`` against ``objective`` until ``budget_calls`` question evaluations
     (or ``max_pulls`` pulls) are spent, or the strategy is exhausted.
@@ -129,7 +130,8 @@ def tune(
     what is left does not divide by it, an objective with ``limit_calls({pull: n})``
     (e.g. :class:`~autorag_hp.pipeline.PipelineObjective`) spends the rest in a last,
     smaller pull; any other objective stops after the last whole pull.
-    With ``journal`` every pull is appended (fsync'd); ``resume=True`` replays it first.
+    With ``journal`` every pull is appended and flushed, and fsync'd at most ``fsync_interval``
+    seconds later (0: at once); ``resume=True`` replays it first.
     """
     check_positive_int("budget_calls", budget_calls, allow_none=True)
     check_positive_int("max_pulls", max_pulls, allow_none=True)
@@ -149,7 +151,7 @@ def tune(
             result.calls_used = sum(r.calls for r in result.records)
         elif path.exists() and path.stat().st_size > 0:
             raise FileExistsError(f"journal {str(path)!r} already exists: pass resume=True or choose a new path")
-        jr = Journal(path, fsync=fsync)
+        jr = Journal(path, fsync=fsync, fsync_interval=fsync_interval)
         if not path.exists() or path.stat().st_size == 0:
             jr.write_header(strategy=strategy.describe(), space=strategy.space.to_dict(), **dict(meta or {}))
     elif resume:

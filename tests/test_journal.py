@@ -27,6 +27,25 @@ def test_records_and_fsync(tmp_path):
     assert lines[1]["details"] == [{"q": 0, "ok": True}] and "ts" in lines[1]
 
 
+@pytest.mark.parametrize("interval, syncs", [(0.0, 5), (3600.0, 1)])
+def test_fsync_interval_flushes_every_record_and_syncs_at_most_that_often(tmp_path, monkeypatch, interval, syncs):
+    import os
+
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    path = tmp_path / "j.jsonl"
+    jr = Journal(path, fsync_interval=interval)
+    for i in range(5):
+        jr.write({"type": "pull", "pull": i})
+        # flushed at once: another reader (a resume after kill -9) sees every record written so far
+        assert len(path.read_text().splitlines()) == i + 1
+    jr.close()
+    assert len(calls) == syncs  # with a long interval: one fsync, at close
+    with pytest.raises(ValueError, match="fsync_interval must be"):
+        Journal(path, fsync_interval=-1)
+
+
 def test_torn_last_line_is_ignored_with_warning(tmp_path):
     p = tmp_path / "j.jsonl"
     tune(make_strategy("flat-ucb", SPACE, seed=1), objective, max_pulls=4, journal=p, fsync=False)

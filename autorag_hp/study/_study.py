@@ -22,6 +22,11 @@ __all__ = ["Study", "StudyResult", "parse_budget", "RUN_FILE", "JOURNAL"]
 RUN_FILE = "run.json"
 JOURNAL = "journal.jsonl"
 GRID_MODES = ("auto", "full", "none")
+# The run's journal is flushed after every pull (it survives kill -9) and fsync'd at most this many
+# seconds later: a pull lost to a power cut is evaluated again, identically, by the resumed run, and
+# an fsync per pull cost 2-8 ms, more than the strategy's own work (benchmarks/langchain_stack.py).
+JOURNAL_FSYNC_INTERVAL = 1.0
+
 # Settings that may differ when a run is resumed (everything else must match the saved run).
 RESUME_MAY_CHANGE = ("budget", "cache")
 
@@ -476,6 +481,7 @@ class Study:
         result = tune(strategy, objective, budget_calls=budget_calls, parallel=self.parallel,
                       calls_per_pull=self.batch, journal=None if run_dir is None else run_dir / JOURNAL,
                       resume=self._resume, progress=self.progress, executor=self.executor, meta=meta,
+                      fsync_interval=JOURNAL_FSYNC_INTERVAL,
                       callback=on_pull)
         t_tune = time.perf_counter() - t0
         top = min(self.top, len(space))
