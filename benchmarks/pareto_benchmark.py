@@ -137,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                    "recall": pareto_recall(front, truth, [1, -1], scale=(1.0, t_max), tol=args.tol),
                    "plausible_size": len(plausible),
                    "plausible_recall": pareto_recall(plausible, truth, [1, -1], scale=(1.0, t_max), tol=args.tol)}
+            p_front = _prob_front(s) if args.prob_front else None
             for p_min in [float(x) for x in args.prob_front.split(",") if x]:
-                chosen = np.flatnonzero(_prob_front(s) >= p_min)
+                chosen = np.flatnonzero(p_front >= p_min)
                 rec[f"prob_front_{p_min}_size"] = len(chosen)
                 rec[f"prob_front_{p_min}_recall"] = pareto_recall(chosen, truth, [1, -1], scale=(1.0, t_max), tol=args.tol)
             if seed == args.first_seed:

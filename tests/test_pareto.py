@@ -197,6 +197,11 @@ def test_study_result_best_w_and_pareto_without_new_calls(tmp_path, strategy):
     cheap, rich = result.best(w=0.0)[0], result.best(w=1.0)[0]
     assert cheap.config["top_k"] <= rich.config["top_k"]
     assert result.best(2, w=0.7)[0].config == result.best(w=0.7)[0].config
+    if strategy == "pareto-ts":  # it scalarises on the study's reward scale, not on its own
+        t_max = result.summary["reward"]["t_max"]
+        assert result.strategy.t_max == t_max
+        mean, _ = result.strategy.scalarised(0.7, t_max=t_max)
+        assert result.best(w=0.7)[0].mean == pytest.approx(float(mean.max()))
     payload = report_front(result, "quality,tokens", tmp_path / "run", plots=True)
     assert (tmp_path / "run" / "pareto.json").is_file() and (tmp_path / "run" / "pareto.png").is_file()
     assert len(payload["grid_front"]) >= 1 and payload["front"][0]["mean"]["tokens"] <= payload["front"][-1]["mean"]["tokens"]

@@ -26,6 +26,7 @@ __all__ = [
     "StatsRule",
     "parse_stats",
     "make_strategy",
+    "strategy_class",
     "list_strategies",
     "list_online_strategies",
     "register_strategy",
@@ -65,6 +66,11 @@ def list_online_strategies() -> list[str]:
     """Names of the strategies the online tuner can drive: they implement the online hooks
     (``Strategy.online``) and accept forgetting statistics."""
     return [name for name in _REGISTRY.names() if getattr(_REGISTRY.get(name), "online", False)]
+
+
+def strategy_class(name: str) -> Callable[..., Strategy]:
+    """The factory (usually the Strategy subclass) registered as ``name``."""
+    return _REGISTRY.get(name)
 
 
 def make_strategy(spec: str | StrategySpec, space: SearchSpace, seed: int = 0, **options: Any) -> Strategy:

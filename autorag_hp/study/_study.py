@@ -72,7 +72,7 @@ class StudyResult:
         if w is None:
             return self.strategy.best(n)
         if hasattr(self.strategy, "pareto_set"):
-            return self.strategy.best(n, w=w)
+            return self.strategy.best(n, w=w, t_max=self.summary["reward"]["t_max"])
         from autorag_hp.strategies import Recommendation
 
         out = []
@@ -387,7 +387,7 @@ class Study:
         """Run (or continue) the study; returns its :class:`StudyResult`."""
         from autorag_hp.pipeline import GridResult, PipelineObjective, run_grid
         from autorag_hp.regret import GroundTruth
-        from autorag_hp.strategies import make_strategy, parse_strategy_spec
+        from autorag_hp.strategies import make_strategy, parse_strategy_spec, strategy_class
         from autorag_hp.tuner import tune
 
         n = self._name
@@ -458,7 +458,12 @@ class Study:
                 grid.to_csv(run_dir / "grid.csv")
         self.t_max_used = float(t_max)
 
-        strategy = make_strategy(self.strategy, space, seed=self.seed)
+        spec = parse_strategy_spec(self.strategy)
+        extra = {}
+        if "t_max" in getattr(getattr(strategy_class(spec.name), "Options", None), "__dataclass_fields__", {}) \
+                and "t_max" not in spec.options:
+            extra["t_max"] = float(t_max)  # a multi-objective strategy scalarises on the run's reward scale
+        strategy = make_strategy(spec, space, seed=self.seed, **extra)
         objective = PipelineObjective(pipeline, dataset, metric=self.metric, w=self.w, t_max=t_max,
                                       batch=self.batch, seed=self.seed, sampling=self.sampling)
         meta = {"data": self.settings()["data"], "metric": self.metric, "w": self.w, "batch": self.batch,
