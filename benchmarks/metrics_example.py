@@ -14,7 +14,6 @@ so the judge's calls go through the same HTTP client as a vLLM / Ollama judge wo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from autorag_hp.pipeline import (  # noqa: E402
     score_batch,
 )
 from autorag_hp.pipeline._default import load_default_dataset  # noqa: E402
+from autorag_hp.bench import write_results  # noqa: E402
 
 CONFIGS = {
     "rich": {"chunk_size": 128, "embedder": "minilm", "top_k": 3, "compression": 1.0},
@@ -99,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['warm_ms_per_answer']:12.2f} {r['model_calls']:6d} {r['judge_prompt_tokens']:9d} "
               f"{r['unparsable']:7d}")
     path = ROOT / args.out
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    write_results(path, out)
     print(f"wrote {path}")
     return 0
 

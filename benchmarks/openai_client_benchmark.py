@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from _chat_server import ChatServer  # noqa: E402
 
 from autorag_hp.pipeline._generators import OpenAIGenerator, RetryPolicy  # noqa: E402
+from autorag_hp.bench import write_results  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Context: Paris is the capital of France.\nQuestion: capital?\nAnswer:"}]
 
@@ -96,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"2 x 503 then 200, {k:20s}: {v['seconds']:.3f} s, {v['attempts']} attempts, retries counted: "
               f"{v['retries_counted']}")
     path = ROOT / args.out
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    write_results(path, out)
     print(f"wrote {path}")
     return 0
 

@@ -26,7 +26,6 @@ batch is the larger of 4 and budget / ``--max-pulls``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -38,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autorag_hp._seeds import generator  # noqa: E402
-from autorag_hp.bench import ReplayTable, default_grid_path, load_grid, load_rows, run_one  # noqa: E402
+from autorag_hp.bench import ReplayTable, default_grid_path, load_grid, load_rows, run_one, write_results  # noqa: E402
 from autorag_hp.objective import reward  # noqa: E402
 from autorag_hp.pareto import pareto_mask, pareto_recall  # noqa: E402
 from autorag_hp.strategies import make_strategy  # noqa: E402
@@ -195,8 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{summary[f'single_regret_w{w}_mean']:.4f} (+0.002 target: {summary[f'ok_w{w}']}); "
                   f"{summary[f'near_share_w{w}_mean']:.3f} of the pulls within 0.01 of the best at w")
     p = ROOT / args.out
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(out, indent=2) + "\n")
+    write_results(p, out)
     print(f"wrote {p}")
     return 0
 

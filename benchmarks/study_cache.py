@@ -11,12 +11,11 @@ make zero stack calls. "library" is everything but the time spent inside the sta
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
-from pathlib import Path
 
 from autorag_hp import Study
+from autorag_hp.bench import write_results
 from autorag_hp.pipeline import FunctionPipeline, ReferencePipeline, default_space, load_dataset
 
 
@@ -66,8 +65,7 @@ def main() -> None:
     payload = {"command": "python benchmarks/study_cache.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
         "configurations": len(space), "questions": len(dataset), "runs": runs}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
+    write_results(args.out, payload)
     print(args.out)
 
 
