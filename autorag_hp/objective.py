@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
@@ -11,7 +12,7 @@ import numpy as np
 from autorag_hp._seeds import generator
 
 __all__ = ["Outcome", "Objective", "check_reward", "reward", "check_w", "check_t_max", "SAMPLING_MODES",
-           "check_sampling", "paired_questions"]
+           "check_sampling", "paired_questions", "PairedSampling"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,26 @@ def paired_questions(n: int, batch: int, *, seed: int, ordinal: int) -> np.ndarr
     epoch, pos = divmod(int(ordinal) * batch, per)
     order = generator("paired-questions", seed, epoch).permutation(n)
     return order[pos:pos + batch]
+
+
+class PairedSampling:
+    """What an objective that samples questions needs for ``sampling="paired"``: the tuner
+    hands it each pull's ordinal among its configuration's pulls (``with_ordinals``, a copy
+    that remembers them), and :meth:`paired_indices` turns a pull into its questions."""
+
+    sampling: str = "iid"
+    ordinals: Mapping[int, int] = {}
+
+    def with_ordinals(self, ordinals: Mapping[int, int]):
+        """A copy that knows, for pull ``p``, that it is its configuration's ``ordinals[p]``-th
+        pull (0-based; :func:`~autorag_hp.tuner.tune` passes these)."""
+        out = copy.copy(self)
+        out.ordinals = {**self.ordinals, **{int(p): int(k) for p, k in ordinals.items()}}
+        return out
+
+    def paired_indices(self, n: int, batch: int, *, seed: int, pull: int) -> np.ndarray:
+        """:func:`paired_questions` of ``pull``'s ordinal; ValueError if the tuner did not pass it."""
+        if int(pull) not in self.ordinals:
+            raise ValueError(f"sampling='paired' needs the configuration's pull ordinal of pull {pull} "
+                             "(tune() passes it through with_ordinals)")
+        return paired_questions(n, batch, seed=seed, ordinal=self.ordinals[int(pull)])

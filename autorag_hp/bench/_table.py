@@ -12,7 +12,6 @@ the sidecar's parameter and value order.
 
 from __future__ import annotations
 
-import copy
 import csv
 import math
 import numbers
@@ -24,7 +23,7 @@ import numpy as np
 
 from autorag_hp._seeds import generator
 from autorag_hp._validation import check_positive_int
-from autorag_hp.objective import Outcome, check_sampling, check_t_max, check_w, paired_questions, reward
+from autorag_hp.objective import Outcome, PairedSampling, check_sampling, check_t_max, check_w, reward
 from autorag_hp.regret import GroundTruth
 from autorag_hp.space import SearchSpace
 
@@ -199,7 +198,7 @@ class ReplayTable:
         return cls.from_rows(load_rows(path), source=str(path), **kwargs)
 
 
-class TableObjective:
+class TableObjective(PairedSampling):
     """Scores a configuration from the table; randomness comes from (seed, pull) only."""
 
     def __init__(self, table: ReplayTable, *, batch: int = 4, seed: int = 0,
@@ -209,7 +208,6 @@ class TableObjective:
         self.sampling = check_sampling(sampling)
         if sampling == "paired" and table.outcomes is None:
             raise ValueError("sampling='paired' needs a per-question table (this one holds means only)")
-        self.ordinals: dict[int, int] = {}
         if table.outcomes is not None and batch > table.n_questions:
             raise ValueError(f"batch must be <= the table's {table.n_questions} questions, got {batch}")
         if noise not in ("auto", "bernoulli", "gaussian"):
@@ -224,20 +222,10 @@ class TableObjective:
         self.noise = noise
         self.noise_std = noise_std
 
-    def with_ordinals(self, ordinals: Mapping[int, int]) -> "TableObjective":
-        """A copy that knows each pull's ordinal among its configuration's pulls (see
-        :func:`~autorag_hp.objective.paired_questions`)."""
-        out = copy.copy(self)
-        out.ordinals = {**self.ordinals, **{int(p): int(k) for p, k in ordinals.items()}}
-        return out
-
     def __call__(self, config: Mapping[str, Any], pull: int) -> Outcome:
         i = self.table.space.index(config)
         if self.sampling == "paired":
-            if int(pull) not in self.ordinals:
-                raise ValueError(f"sampling='paired' needs the configuration's pull ordinal of pull {pull} "
-                                 "(tune() passes it through with_ordinals)")
-            q = paired_questions(self.table.n_questions, self.batch, seed=self.seed, ordinal=self.ordinals[int(pull)])
+            q = self.paired_indices(self.table.n_questions, self.batch, seed=self.seed, pull=pull)
             return Outcome(reward=float(self.table.outcomes[i, q].mean()), calls=self.batch)
         rng = generator("questions", self.seed, pull)
         if self.table.outcomes is not None:

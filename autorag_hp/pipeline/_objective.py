@@ -9,14 +9,14 @@ from typing import Any, Mapping
 import numpy as np
 
 from autorag_hp._validation import check_int, check_positive_int
-from autorag_hp.objective import Outcome, check_reward, check_sampling, check_w, paired_questions
+from autorag_hp.objective import Outcome, PairedSampling, check_reward, check_sampling, check_w
 from autorag_hp.pipeline._metrics import Metric, check_metric, check_t_max, score_batch
 from autorag_hp.pipeline._protocol import RAGPipeline
 
 __all__ = ["PipelineObjective"]
 
 
-class PipelineObjective:
+class PipelineObjective(PairedSampling):
     """``(config, pull) -> Outcome``: run ``pipeline`` on ``batch`` questions of ``dataset``.
 
     The questions of pull ``p`` are drawn without replacement by a generator seeded with
@@ -65,7 +65,6 @@ class PipelineObjective:
         self.seed = int(seed)
         self.sampling = check_sampling(sampling)
         self.limits: dict[int, int] = {}
-        self.ordinals: dict[int, int] = {}
 
     def limit_calls(self, limits: Mapping[int, int]) -> "PipelineObjective":
         """A copy whose pull ``p`` asks only the first ``limits[p]`` of its questions (the
@@ -76,22 +75,12 @@ class PipelineObjective:
         out.limits = {**self.limits, **{int(p): int(n) for p, n in limits.items()}}
         return out
 
-    def with_ordinals(self, ordinals: Mapping[int, int]) -> "PipelineObjective":
-        """A copy that knows, for pull ``p``, that it is its configuration's ``ordinals[p]``-th
-        pull (0-based; the tuner passes these): what ``sampling="paired"`` samples by."""
-        out = copy.copy(self)
-        out.ordinals = {**self.ordinals, **{int(p): int(k) for p, k in ordinals.items()}}
-        return out
-
     def sample(self, pull: int) -> list[Any]:
         """The questions of pull ``pull``."""
         check_int("pull", pull, minimum=0)
         n = len(self.questions)
         if self.sampling == "paired":
-            if int(pull) not in self.ordinals:
-                raise ValueError(f"sampling='paired' needs the configuration's pull ordinal of pull {pull} "
-                                 "(tune() passes it through with_ordinals)")
-            idx = paired_questions(n, self.batch, seed=self.seed, ordinal=self.ordinals[int(pull)])
+            idx = self.paired_indices(n, self.batch, seed=self.seed, pull=pull)
         else:
             rng = np.random.default_rng([self.seed, int(pull)])
             idx = rng.choice(n, size=min(self.batch, n), replace=False)
