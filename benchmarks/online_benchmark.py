@@ -54,22 +54,25 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def summarize(lat_s: list[float], wall: float) -> dict:
+def summarize(lat_s: list[float], wall: float, cpu: float | None = None) -> dict:
     us = [x * 1e6 for x in lat_s]
-    return {"pairs": len(lat_s), "pairs_per_s": round(len(lat_s) / wall, 1),
-            "p50_us": round(pct(us, 50), 1), "p99_us": round(pct(us, 99), 1)}
+    out = {"pairs": len(lat_s), "pairs_per_s": round(len(lat_s) / wall, 1),
+           "p50_us": round(pct(us, 50), 1), "p99_us": round(pct(us, 99), 1)}
+    if cpu is not None:  # CPU time per pair: less sensitive than wall time to other jobs on the machine
+        out["cpu_us_per_pair"] = round(cpu / max(len(lat_s), 1) * 1e6, 1)
+    return out
 
 
 def bench_tuner(size: int, strategy: str, pairs: int) -> dict:
     t = OnlineTuner(space_of(size), strategy=strategy, seed=0)
     lat = []
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     for _ in range(pairs):
         t0 = time.perf_counter()
         s = t.suggest()
         t.feedback(s.id, reward(s.config))
         lat.append(time.perf_counter() - t0)
-    return summarize(lat, time.perf_counter() - start)
+    return summarize(lat, time.perf_counter() - start, time.process_time() - cpu0)
 
 
 def bench_optuna(size: int, sampler: str, pairs: int) -> dict:
@@ -81,13 +84,13 @@ def bench_optuna(size: int, sampler: str, pairs: int) -> dict:
     smp = optuna.samplers.TPESampler(seed=0) if sampler == "tpe" else optuna.samplers.RandomSampler(seed=0)
     study = optuna.create_study(direction="maximize", sampler=smp)
     lat = []
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     for _ in range(pairs):
         t0 = time.perf_counter()
         trial = study.ask(dists)
         study.tell(trial, reward(trial.params))
         lat.append(time.perf_counter() - t0)
-    return summarize(lat, time.perf_counter() - start)
+    return summarize(lat, time.perf_counter() - start, time.process_time() - cpu0)
 
 
 # -- HTTP --------------------------------------------------------------------------------------
@@ -131,6 +134,12 @@ def serve_bare(port_file: str) -> None:
     uvicorn.Server(uvicorn.Config(bare_app(), log_level="warning", access_log=False)).run(sockets=[sock])
 
 
+try:  # the load generator parses with orjson when it can: less client CPU on the 2 shared cores
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _loads = json.loads
+
+
 async def _read(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
@@ -166,21 +175,21 @@ async def _client(port: int, t_start: float, t_stop: float, pair_lat: list, req_
                 errors.append(status)
                 break
             if batch > 1:
-                ids = [s["id"] for s in json.loads(body)["suggestions"]]
+                ids = [s["id"] for s in _loads(body)["suggestions"]]
                 payload = b"[" + b",".join(b'{"id":"%s","reward":%.3f}' % (i.encode(), ((n + k) % 9) / 8)
                                             for k, i in enumerate(ids)) + b"]"
                 n += batch
                 writer.write(_post(b"/feedback", payload))
                 status, body = await _read(reader)
                 t2 = time.perf_counter()
-                if status != 200 or json.loads(body)["accepted"] != batch:
+                if status != 200 or _loads(body)["accepted"] != batch:
                     errors.append(status)
                     break
                 if t0 >= t_start:
                     pair_lat.extend([t2 - t0] * batch)
                     req_lat.extend((t1 - t0, t2 - t1))
                 continue
-            sid = json.loads(body)["id"]
+            sid = _loads(body)["id"]
             payload = b'{"id":"%s","reward":%.3f}' % (sid.encode(), (n % 9) / 8)
             n += 1
             writer.write(b"POST /feedback HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
@@ -213,14 +222,18 @@ def drive(port: int, clients: int, seconds: float, warmup: float, batch: int = 1
         await asyncio.gather(*(_client(port, now + warmup, now + warmup + seconds, pair_lat, req_lat, errors, batch)
                                for _ in range(clients)))
 
+    cpu0 = time.process_time()
     asyncio.run(main())
+    cpu = time.process_time() - cpu0
     if errors:
         raise RuntimeError(f"server answered {errors[:5]}")
     us = [x * 1e6 for x in req_lat]
     pus = [x * 1e6 for x in pair_lat]
+    done = len(pair_lat) * (seconds + warmup) / seconds  # pairs including the warm-up's
     return {"clients": clients, "batch": batch, "pairs": len(pair_lat), "pairs_per_s": round(len(pair_lat) / seconds, 1),
             "request_p50_ms": round(pct(us, 50) / 1000, 3), "request_p99_ms": round(pct(us, 99) / 1000, 3),
-            "pair_p50_ms": round(pct(pus, 50) / 1000, 3), "pair_p99_ms": round(pct(pus, 99) / 1000, 3)}
+            "pair_p50_ms": round(pct(pus, 50) / 1000, 3), "pair_p99_ms": round(pct(pus, 99) / 1000, 3),
+            "client_cpu_us_per_pair": round(cpu / max(done, 1) * 1e6, 1)}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -248,16 +261,36 @@ SERVE = "autorag-hp serve (fsync=always, group commit)"
 BARE = "bare FastAPI pair (no tuner, no journal)"
 
 
+def _journal_stats(port: int) -> dict | None:
+    """The service's journal counters (/stats), None for the bare app."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=30).read()).get("journal")
+    except (urllib.error.URLError, ValueError):
+        return None
+
+
 def _measure(name: str, proc: subprocess.Popen, port: int, clients: int, seconds: float, warmup: float,
              batch: int = 1) -> dict:
+    j0 = _journal_stats(port) if name == SERVE else None
     cpu0 = _cpu_seconds(proc.pid)
     row = drive(port, clients, seconds, warmup, batch)
     # CPU the server spent per pair (warm-up included): robust to other load on the machine
     done = row["pairs"] * (seconds + warmup) / seconds
     row["server_cpu_us_per_pair"] = round((_cpu_seconds(proc.pid) - cpu0) / max(done, 1) * 1e6, 1)
+    extra = ""
+    j1 = _journal_stats(port) if j0 is not None else None
+    if j0 is not None and j1 is not None and "sync_seconds" in j1:  # how fast the disk was during this level
+        n = j1["syncs"] - j0["syncs"]
+        row["fsyncs"] = n
+        row["fsync_ms_mean"] = round((j1["sync_seconds"] - j0["sync_seconds"]) / max(n, 1) * 1e3, 3)
+        extra = f"  fsyncs {n} (mean {row['fsync_ms_mean']:.3f} ms)"
     print(f"  {name:48s} clients={clients:3d} batch={batch:3d}  {row['pairs_per_s']:9.1f} pairs/s  "
           f"request p50 {row['request_p50_ms']:.2f} ms  p99 {row['request_p99_ms']:.2f} ms  "
-          f"pair p99 {row['pair_p99_ms']:.2f} ms  server CPU {row['server_cpu_us_per_pair']:.0f} us/pair", flush=True)
+          f"pair p99 {row['pair_p99_ms']:.2f} ms  server CPU {row['server_cpu_us_per_pair']:.0f} us/pair  "
+          f"client CPU {row['client_cpu_us_per_pair']:.0f} us/pair{extra}", flush=True)
     return row
 
 
@@ -482,7 +515,8 @@ def main() -> int:
                 row = {"configs": size, "method": name, **fn()}
                 rows.append(row)
                 print(f"{size:>7,d} configs  {name:32s} {row['pairs_per_s']:9.1f} pairs/s  "
-                      f"p50 {row['p50_us']:8.1f} us  p99 {row['p99_us']:9.1f} us  ({row['pairs']} pairs)", flush=True)
+                      f"p50 {row['p50_us']:8.1f} us  p99 {row['p99_us']:9.1f} us  CPU {row['cpu_us_per_pair']:8.1f} us/pair  "
+                      f"({row['pairs']} pairs)", flush=True)
         result["in_process"] = rows
     if not args.skip_http:
         levels = [int(c) for c in args.clients.split(",")]

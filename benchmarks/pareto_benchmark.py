@@ -12,15 +12,20 @@ For each grid table (the shipped default grid and the SQuAD grid of ``autorag-hp
   simple regret of a dedicated ``structured-tt`` run tuned for that w alone (same seed,
   budget and batch; reward ``w * quality - (1 - w) * tokens / t_max`` as in the grid).
 
-Pulls replay the grid: a pull of configuration c draws ``batch`` questions with the seed
-stream ("questions", seed, pull), as :class:`autorag_hp.bench.TableObjective` does. The
-batch is the larger of 4 and budget / ``--max-pulls``.
+Pulls replay the grid as :class:`autorag_hp.bench.TableObjective` does: with ``--sampling
+iid`` a pull draws ``batch`` questions from the seed stream ("questions", seed, pull); with
+``--sampling paired`` the k-th pull of every configuration takes the same questions
+(:func:`autorag_hp.objective.paired_questions`), for the single-w runs too. The batch is the
+larger of 4 and budget / ``--max-pulls``.
 
     python benchmarks/pareto_benchmark.py                    # JSON to bench_out/pareto.json
     python benchmarks/pareto_benchmark.py --tables default --seeds 3
     # tune options on seeds other than the reported 0-9; also score {P(Pareto-optimal) >= p}
     python benchmarks/pareto_benchmark.py --first-seed 100 --seeds 20 --strategy pareto-ts:scalarisation=chebyshev
     python benchmarks/pareto_benchmark.py --first-seed 100 --no-single --prob-front 0.2,0.3
+    python benchmarks/pareto_benchmark.py --sampling paired     # common random numbers, also for structured-tt
+    # why the recall falls short: the front with the true quality / tokens, and grids on 20-60% of the questions
+    python benchmarks/pareto_benchmark.py --no-single --diagnose --subsample-grid 0.2,0.4,0.6
 """
 
 from __future__ import annotations
@@ -38,9 +43,10 @@ sys.path.insert(0, str(ROOT))
 
 from autorag_hp._seeds import generator  # noqa: E402
 from autorag_hp.bench import ReplayTable, default_grid_path, load_grid, load_rows, run_one, write_results  # noqa: E402
-from autorag_hp.objective import reward  # noqa: E402
+from autorag_hp.objective import SAMPLING_MODES, paired_questions, reward  # noqa: E402
 from autorag_hp.pareto import pareto_mask, pareto_recall  # noqa: E402
 from autorag_hp.strategies import make_strategy  # noqa: E402
+from autorag_hp.strategies._base import Proposal  # noqa: E402
 
 TABLES = {"default": default_grid_path(), "squad": ROOT / "evals" / "grids" / "squad.csv"}
 
@@ -65,17 +71,42 @@ def _arrays(path: Path):
     return lg, quality, tokens
 
 
-def _run_pareto(lg, quality, tokens, seed: int, batch: int, budget_calls: int, spec: str = "pareto-ts") -> dict:
+def _run_pareto(lg, quality, tokens, seed: int, batch: int, budget_calls: int, spec: str = "pareto-ts",
+                sampling: str = "iid", final_phase: float = 0.0, final_pick: str = "uniform") -> dict:
+    """One ``pareto-ts`` run. ``final_phase``: the last such share of the pulls (a budget the
+    strategy itself does not know) instead plays a member of the front of one joint posterior
+    draw, picked uniformly (``final_pick="uniform"``) or the least-pulled (``"fewest"``): a
+    Pareto-set identification phase (cf. Auer et al. 2016)."""
     s = make_strategy(spec, lg.space, seed=seed, t_max=lg.t_max)
     t0 = time.perf_counter()
-    for pull in range(budget_calls // batch):
-        proposal = s.propose()
+    ordinal = np.zeros(len(lg.space), dtype=int)  # pulls so far per configuration (sampling="paired")
+    n_pulls = budget_calls // batch
+    for pull in range(n_pulls):
+        if pull >= n_pulls - int(final_phase * n_pulls) and not s._init_plan:
+            front = np.flatnonzero(pareto_mask(np.column_stack([s._draw(s.quality), s._draw(s.cost)]), [1, -1]))
+            if final_pick == "fewest":
+                n = s.quality.n_c[front]
+                front = front[n == n.min()]
+            proposal = Proposal(lg.space.coords_of_index(int(front[s.rng.integers(len(front))])), "front")
+        else:
+            proposal = s.propose()
         s.commit(proposal)
         c = lg.space.index_of_coords(proposal.coords)
-        q = generator("questions", seed, pull).choice(quality.shape[1], size=batch, replace=False)
+        if sampling == "paired":  # as TableObjective(sampling="paired"): the c's k-th pull sees batch k
+            q = paired_questions(quality.shape[1], batch, seed=seed, ordinal=int(ordinal[c]))
+        else:
+            q = generator("questions", seed, pull).choice(quality.shape[1], size=batch, replace=False)
+        ordinal[c] += 1
         s.tell_objectives(lg.space.config(c), quality=float(quality[c, q].mean()), tokens=float(tokens[c, q].mean()),
                           tag=proposal.tag)
     return {"strategy": s, "seconds": time.perf_counter() - t0}
+
+
+def _eps_front(means: np.ndarray, eps: float) -> np.ndarray:
+    """Indices of the (quality, tokens) rows that no other row beats by more than ``eps`` in
+    quality while costing no more tokens (a front that keeps near-ties in quality)."""
+    q, t = means[:, 0], means[:, 1]
+    return np.array([b for b in range(len(means)) if not np.any((q > q[b] + eps) & (t <= t[b]))], dtype=int)
 
 
 def _prob_front(s, draws: int = 256) -> np.ndarray:
@@ -100,15 +131,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-single", action="store_true", help="skip the dedicated single-w runs (development)")
     ap.add_argument("--prob-front", default="", help="also score the sets {P(Pareto-optimal) >= p} (256 posterior "
                     "draws) for these comma-separated p, e.g. 0.2,0.3 (pareto-ts only)")
+    ap.add_argument("--diagnose", action="store_true", help="also score the front of the run's model with the "
+                    "grid's true quality (or true tokens) in place of that model's posterior mean")
+    ap.add_argument("--subsample-grid", default="", help="baseline: the front of a grid that scores every "
+                    "configuration on the same random share of the questions, for these comma-separated shares")
+    ap.add_argument("--final-phase", type=float, default=0.0, help="the last such share of the pulls plays the "
+                    "front of a posterior draw (see _run_pareto); 0: none")
+    ap.add_argument("--final-pick", default="uniform", choices=("uniform", "fewest"))
+    ap.add_argument("--eps-front", default="", help="also score the fronts that keep configurations within eps "
+                    "in quality of a cheaper better one, for these comma-separated eps (posterior means)")
     ap.add_argument("--budget", type=float, default=0.2)
     ap.add_argument("--weights", default="0.1,0.5,0.9")
     ap.add_argument("--max-pulls", type=int, default=600)
     ap.add_argument("--tol", type=float, default=0.005)
     ap.add_argument("--strategy", default="pareto-ts", help="the multi-objective strategy spec")
+    ap.add_argument("--sampling", default="iid", choices=SAMPLING_MODES,
+                    help="how a pull picks its questions, for both pareto-ts and the single-w runs")
     ap.add_argument("--out", default="bench_out/pareto.json")
     args = ap.parse_args(argv)
     weights = [float(x) for x in args.weights.split(",")]
-    out: dict = {"strategy": args.strategy, "budget": args.budget, "seeds": args.seeds, "first_seed": args.first_seed, "weights": weights, "tol": args.tol, "tables": {}}
+    out: dict = {"strategy": args.strategy, "sampling": args.sampling, "final_phase": args.final_phase,
+                 "final_pick": args.final_pick, "budget": args.budget, "seeds": args.seeds, "first_seed": args.first_seed, "weights": weights, "tol": args.tol, "tables": {}}
     for name in args.tables.split(","):
         path = TABLES.get(name, Path(name))
         if not Path(path).is_file():
@@ -127,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                                              w=w, t_max=t_max, space=lg.space, source=str(path)) for w in weights}
         per_seed = []
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            run = _run_pareto(lg, quality, tokens, seed, batch, budget_calls, args.strategy)
+            run = _run_pareto(lg, quality, tokens, seed, batch, budget_calls, args.strategy, args.sampling,
+                              args.final_phase, args.final_pick)
             s = run["strategy"]
             ps = s.pareto_set()
             front = [p.index for p in ps.front]
@@ -136,6 +180,23 @@ def main(argv: list[str] | None = None) -> int:
                    "recall": pareto_recall(front, truth, [1, -1], scale=(1.0, t_max), tol=args.tol),
                    "plausible_size": len(plausible),
                    "plausible_recall": pareto_recall(plausible, truth, [1, -1], scale=(1.0, t_max), tol=args.tol)}
+            if args.diagnose:  # which objective's estimate costs the recall
+                mq_post, mt_post = s._posterior(s.quality)[0], s._tokens()[0]
+                for key, m in (("true_quality", np.column_stack([mq, mt_post])),
+                               ("true_tokens", np.column_stack([mq_post, mt]))):
+                    f = np.flatnonzero(pareto_mask(m, [1, -1]))
+                    rec[f"{key}_size"] = len(f)
+                    rec[f"{key}_recall"] = pareto_recall(f, truth, [1, -1], scale=(1.0, t_max), tol=args.tol)
+            for eps in [float(x) for x in args.eps_front.split(",") if x]:
+                f = _eps_front(np.column_stack([s._posterior(s.quality)[0], s._tokens()[0]]), eps)
+                rec[f"eps_{eps}_size"] = len(f)
+                rec[f"eps_{eps}_recall"] = pareto_recall(f, truth, [1, -1], scale=(1.0, t_max), tol=args.tol)
+            for share in [float(x) for x in args.subsample_grid.split(",") if x]:
+                qs = paired_questions(n_q, max(1, round(share * n_q)), seed=seed, ordinal=0)  # the same for all
+                sub = np.column_stack([quality[:, qs].mean(axis=1), tokens[:, qs].mean(axis=1)])
+                f = np.flatnonzero(pareto_mask(sub, [1, -1]))
+                rec[f"subsample_{share}_size"] = len(f)
+                rec[f"subsample_{share}_recall"] = pareto_recall(f, truth, [1, -1], scale=(1.0, t_max), tol=args.tol)
             p_front = _prob_front(s) if args.prob_front else None
             for p_min in [float(x) for x in args.prob_front.split(",") if x]:
                 chosen = np.flatnonzero(p_front >= p_min)
@@ -160,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                 pulls = np.asarray(s.quality.n_c, dtype=float)
                 rec[f"near_share_w{w}"] = float(pulls[true_r >= true_r.max() - 0.01].sum() / pulls.sum())
                 rec[f"single_regret_w{w}"] = (float("nan") if args.no_single else float(
-                    run_one(tables_w[w], "structured-tt", seed, budget=args.budget, batch=batch)["simple_regret"]))
+                    run_one(tables_w[w], "structured-tt", seed, budget=args.budget, batch=batch,
+                            sampling=args.sampling)["simple_regret"]))
             per_seed.append(rec)
             print(f"{name} seed {seed}: recall {rec['recall']:.3f} (front {len(front)}), "
                   + ", ".join(f"w={w}: {rec[f'regret_w{w}']:.4f} vs {rec[f'single_regret_w{w}']:.4f}" for w in weights)
@@ -175,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             summary[f"near_share_w{w}_mean"] = float(np.mean([r[f"near_share_w{w}"] for r in per_seed]))
             summary[f"ok_w{w}"] = None if args.no_single else (
                 summary[f"regret_w{w}_mean"] <= summary[f"single_regret_w{w}_mean"] + 0.002)
-        for key in [k for k in per_seed[0] if k.startswith("prob_front_")]:
+        for key in [k for k in per_seed[0] if k.startswith(("prob_front_", "true_", "subsample_", "eps_"))]:
             summary[f"{key}_mean"] = float(np.mean([r[key] for r in per_seed]))
         summary["ok_recall"] = summary["recall_mean"] >= 0.8
         out["tables"][name] = {"path": str(path), "configurations": n_c, "questions": n_q, "t_max": t_max,
@@ -189,6 +251,21 @@ def main(argv: list[str] | None = None) -> int:
         for p_min in [x for x in args.prob_front.split(",") if x]:
             print(f"  P(Pareto-optimal) >= {p_min}: recall {summary[f'prob_front_{float(p_min)}_recall_mean']:.3f}, "
                   f"{summary[f'prob_front_{float(p_min)}_size_mean']:.1f} configurations")
+        if args.diagnose:
+            rel_sd = tokens.std(axis=1) / np.maximum(tokens.mean(axis=1), 1e-9)
+            summary["tokens_rel_sd_median"] = float(np.median(rel_sd))
+            print(f"  prompt tokens vary by {summary['tokens_rel_sd_median']:.1%} from question to question "
+                  "(sd / mean, median over configurations)")
+            print(f"  front with the grid's true quality: recall {summary['true_quality_recall_mean']:.3f} "
+                  f"({summary['true_quality_size_mean']:.1f}); with its true tokens: "
+                  f"{summary['true_tokens_recall_mean']:.3f} "
+                  f"({summary['true_tokens_size_mean']:.1f})")
+        for eps in [float(x) for x in args.eps_front.split(",") if x]:
+            print(f"  front keeping quality near-ties within {eps}: recall {summary[f'eps_{eps}_recall_mean']:.3f} "
+                  f"({summary[f'eps_{eps}_size_mean']:.1f})")
+        for share in [float(x) for x in args.subsample_grid.split(",") if x]:
+            print(f"  grid on {share:.0%} of the questions ({share / args.budget:.1f}x the budget): recall "
+                  f"{summary[f'subsample_{share}_recall_mean']:.3f} ({summary[f'subsample_{share}_size_mean']:.1f})")
         for w in weights:
             print(f"  w={w}: best(w) regret {summary[f'regret_w{w}_mean']:.4f} vs structured-tt "
                   f"{summary[f'single_regret_w{w}_mean']:.4f} (+0.002 target: {summary[f'ok_w{w}']}); "

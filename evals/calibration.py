@@ -6,9 +6,10 @@ when its interval ``[ci_low, ci_high]`` contains the configuration's true mean (
 every question of the table). Coverage is reported per strategy and bucket, and split by how
 many pulls the entry had (0 = recommended from the model alone).
 
-The stopping rule: ``structured-tt:stop=true`` (ε = ``stop_epsilon``, 95%) runs until it stops
-or reaches ``--stop-cap`` of grid calls; a *false stop* is a stop whose ``best(1)`` is worse than
-the best configuration by more than ε. The target is ≤ 5% of runs.
+The stopping rule: ``structured-tt:stop=true`` (or ``--stop-strategy``'s spec with ``stop=true``;
+ε = ``stop_epsilon``, 95%) runs until it stops or reaches ``--stop-cap`` of grid calls; a *false
+stop* is a stop whose ``best(1)`` is worse than the best configuration by more than ε. The target
+is ≤ 5% of runs.
 
     python evals/calibration.py --seeds 10                    # ~6 min on a loaded 2-core machine
     python evals/calibration.py --seeds 3 --buckets easy      # smoke run
@@ -93,11 +94,13 @@ def _coverage_job(args: tuple[str, str, int, int, tuple[float, ...]]) -> list[di
     return rows
 
 
-def _stop_job(args: tuple[str, int, int, float, float]) -> dict[str, Any]:
-    bucket, seed, batch, cap, epsilon = args
+def _stop_job(args: tuple[str, int, int, float, float, str]) -> dict[str, Any]:
+    bucket, seed, batch, cap, epsilon, spec_text = args
     table = _table(bucket, seed)
     truth = table.truth()
-    s = make_strategy("structured-tt", table.space, seed=seed, stop=True, stop_epsilon=epsilon, stop_level=0.95)
+    spec = parse_strategy_spec(spec_text)
+    s = make_strategy(spec.name, table.space, seed=seed, **{**dict(spec.options), "stop": True,
+                                                            "stop_epsilon": epsilon, "stop_level": 0.95})
     res = tune(s, table.objective(batch=batch, seed=seed), budget_calls=int(cap * table.grid_calls),
                calls_per_pull=batch)
     regret = truth.regret(s.best(1)[0].config)
@@ -176,7 +179,7 @@ def format_summary(summary: dict[str, Any], buckets: list[str]) -> str:
                  if f"{b}@{last}" in q else "—" for b in buckets]
         lines.append(f"| `{spec}` | " + " | ".join(cells) + " |")
     if summary["stopping"]:
-        lines.append("\nstopping rule (structured-tt:stop=true): false stop = stopped with best(1) worse than the best by > ε")
+        lines.append("\nstopping rule (stop=true): false stop = stopped with best(1) worse than the best by > ε")
         lines.append("| bucket | runs | stopped | false stops | median share of grid calls at stop |")
         lines.append("|---|---|---|---|---|")
         for b, s in summary["stopping"].items():
@@ -202,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--buckets", default=",".join([*SYNTHETIC, *REAL]))
     ap.add_argument("--stop-cap", type=float, default=0.6, help="stopping runs end here if the rule has not fired")
     ap.add_argument("--stop-epsilon", type=float, default=0.01)
+    ap.add_argument("--stop-strategy", default="structured-tt", help="the strategy spec the stopping runs use")
     ap.add_argument("--skip-stop", action="store_true")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--label", default="", help="stored in the JSON (e.g. 'before' / 'after')")
@@ -217,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     marks = tuple(float(x) for x in args.checkpoints.split(","))
     t0 = time.time()
     jobs = [(b, s, seed, args.batch, marks) for s in specs for b in buckets for seed in seeds]
-    stop_jobs = [] if args.skip_stop else [(b, seed, args.batch, args.stop_cap, args.stop_epsilon)
+    stop_jobs = [] if args.skip_stop else [(b, seed, args.batch, args.stop_cap, args.stop_epsilon, args.stop_strategy)
                                            for b in buckets for seed in seeds]
     rows: list[dict[str, Any]] = []
     stops: list[dict[str, Any]] = []
@@ -240,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps({
         "label": args.label, "command": "python evals/calibration.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "seeds": seeds, "batch": args.batch, "checkpoints": marks, "buckets": buckets, "strategies": specs,
-        "stop_cap": args.stop_cap, "stop_epsilon": args.stop_epsilon, "seconds": elapsed,
+        "stop_cap": args.stop_cap, "stop_epsilon": args.stop_epsilon, "stop_strategy": args.stop_strategy,
+        "seconds": elapsed,
         "summary": summary, "stops": stops,
     }, indent=1))
     print(f"wrote {out}")

@@ -63,6 +63,7 @@ SWEEPS: dict[str, dict[str, tuple[Any, list[Any]]]] = {
         "residual_scale": (0.02, [0.01, 0.02, 0.05]),
         "prior_scale": (0.1, [0.05, 0.1, 0.2]),
         "interaction_scale": (0.05, [0.02, 0.05, 0.1]),
+        "residual_tail": (0.0, [0.0, 0.02, 0.05]),  # 0.02 wins here (iid); kept 0 for paired: docs/strategies.md
     },
     "hier-ucb": {"shrinkage": (1.0, [0.0, 0.5, 1.0, 2.0, 4.0])},
     "hier-ts": {"shrinkage": (1.0, [0.0, 0.5, 1.0, 2.0, 4.0])},
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, default=0.2)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--strategies", default=",".join(SWEEPS))
+    ap.add_argument("--options", default="", help="sweep only these options (comma-separated; default all)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", default=str(ROOT / "evals" / "results" / "tune_defaults.json"))
     ap.add_argument("--from-runs", nargs="*", default=(),
@@ -124,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
                          f"got {args.first_seed}")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     wanted = [s for s in args.strategies.split(",") if s]
+    only = {o for o in args.options.split(",") if o}
+    for s in wanted:
+        for o in only - set(SWEEPS[s]):
+            raise SystemExit(f"--options: {s} has no swept option {o!r}; swept: {sorted(SWEEPS[s])}")
+    if only:
+        SWEEPS.update({s: {o: v for o, v in SWEEPS[s].items() if o in only} for s in wanted})
     specs = sorted({spec_of(s, o, v) for s in wanted for o, (_, vals) in SWEEPS[s].items() for v in vals})
     jobs = [(b, spec, seed, args.budget, args.batch) for spec in specs for b in TUNING_BUCKETS for seed in seeds]
     t0 = time.time()

@@ -132,18 +132,44 @@ def test_best_shrinks_toward_group_estimates():
         assert min(own_mean, prior) - 1e-12 <= r.mean <= max(own_mean, prior) + 1e-12
 
 
+@pytest.mark.parametrize("name", ["hier-ts", "hier-ucb", "flat-ts", "flat-ucb"])
+@pytest.mark.parametrize("rule", [None, "discounted(0.9)", "window(7)"])
+def test_ask_sequences_with_the_fast_paths_equal_the_numpy_paths(name, rule, monkeypatch):
+    """Whole runs (batches of asks, late tells, forgetting): the plain-Python paths on few arms, with
+    their cached posterior constants, propose exactly what the numpy paths propose."""
+    import autorag_hp.strategies._policies as policies
+
+    space = SearchSpace({"a": [1, 2, 3, 4, 5], "b": [1, 2, 3, 4], "c": [1, 2, 3]})
+
+    def run() -> list[dict]:
+        s = make_strategy(name, space, seed=7, stats=rule)
+        gen = np.random.default_rng(11)
+        asked = []
+        for _ in range(60):
+            batch = s.ask_batch(int(gen.integers(1, 6)))
+            asked.extend(batch)
+            for cfg in batch[: max(1, len(batch) - 1)]:  # one of each batch is told late (or never)
+                s.tell(cfg, sum(cfg.values()) / 12 + float(gen.normal(0, 0.2)))
+        return asked
+
+    fast = run()
+    monkeypatch.setattr(policies, "_SMALL", 0)  # every table on the numpy path
+    assert run() == fast
+
+
 @pytest.mark.parametrize("rule", [None, "discounted(0.7)", "window(5)"])
 def test_small_table_fast_paths_equal_the_numpy_rules(rule):
     """UCB and Gaussian Thompson run in plain Python on <= 64 arms: same draws, same arm, same values."""
     from autorag_hp.strategies._policies import ArmSet, Thompson, UCB
 
     gen = np.random.default_rng(1)
-    for trial in range(200):
-        k = int(gen.integers(1, 12))
+    for trial in range(300):
+        k = int(gen.integers(1, 12)) if trial < 200 else int(gen.integers(12, 65))  # up to _SMALL arms
         arms = ArmSet(k, rule)
-        for _ in range(int(gen.integers(0, 30))):
+        scale = 10.0 ** int(gen.integers(-3, 4))  # pooled sums in numpy's order at any magnitude
+        for _ in range(int(gen.integers(0, 30 if trial < 200 else 300))):
             arms.decay()
-            arms.update(int(gen.integers(k)), float(gen.normal(0.5, 0.3)), was_pending=False)
+            arms.update(int(gen.integers(k)), float(gen.normal(0.5, 0.3)) * scale, was_pending=False)
         arms.pending[:] = gen.integers(0, 2, k) * (gen.random(k) < 0.3)
         for policy in (UCB(alpha=float(gen.uniform(0, 2))), Thompson(prior_strength=float(gen.uniform(0.5, 3)))):
             fast, slow = np.random.default_rng(trial), np.random.default_rng(trial)
@@ -166,3 +192,44 @@ def test_small_table_fast_paths_equal_the_numpy_rules(rule):
                     expected = argmax_random(draws, slow)
             assert picked == expected
             assert fast.random() == slow.random()  # the same number of draws
+
+
+def _lucky_single_pull_strategy():
+    """30 configurations of a 6 x 6 space pulled 5 times around 0.5 (sd 0.1), then one
+    configuration pulled once with a lucky 0.8: every true mean is 0.5."""
+    space = SearchSpace({"a": list(range(6)), "b": list(range(6))})
+    s = make_strategy("hier-ucb", space, seed=0)
+    rng = np.random.default_rng(1)
+    for i in range(30):
+        cfg = {"a": i // 6, "b": i % 6}
+        for _ in range(5):
+            s.tell(cfg, 0.5 + rng.normal(0, 0.1))
+    lucky = {"a": 5, "b": 5}
+    s.tell(lucky, 0.8)
+    return s, space, lucky
+
+
+def test_interval_of_a_lucky_single_pull_reaches_back_to_its_group():
+    # best() picks the configuration whose one pull was lucky (the winner's curse); the
+    # interval around its shrinkage estimate alone, est +- z sigma / sqrt(n + k), misses the
+    # true 0.5, the posterior under the two-component prior keeps it.
+    s, space, lucky = _lucky_single_pull_strategy()
+    top = s.best(1)[0]
+    assert top.config == lucky and top.pulls == 1
+    naive_half = s._z() * s.stats.noise_std() / math.sqrt(1 + s.options.shrinkage)
+    assert top.mean - naive_half > 0.5
+    assert top.ci_low < 0.5 < top.ci_high
+    assert top.ci_low < top.mean < top.ci_high
+    # a well-supported configuration that agrees with its group keeps a tight interval
+    for r in s.best(10)[1:]:
+        assert r.pulls == 5 and r.ci_high - r.ci_low < 4 * naive_half
+
+
+def test_interval_is_finite_and_zero_width_when_every_reward_is_equal():
+    space = SearchSpace({"a": [1, 2, 3], "b": [1, 2]})
+    for name in ("hier-ucb", "hier-ts"):
+        s = make_strategy(name, space, seed=0)
+        for cfg in ({"a": 1, "b": 1}, {"a": 2, "b": 1}) * 2:  # pooled noise sd: exactly 0
+            s.tell(cfg, 0.5)
+        for r in s.best(6):  # pulled and unpulled entries alike
+            assert (r.ci_low, r.mean, r.ci_high) == (0.5, 0.5, 0.5)

@@ -74,8 +74,14 @@ def _journal_feedback(path: Path) -> list[tuple[str, float]]:
     return [(r["id"], r["reward"]) for r in records if r.get("type") == "feedback"]
 
 
+@pytest.mark.parametrize("sync", ["thread", "inline"])
 @pytest.mark.parametrize("mode", ["single", "batch"])
-def test_sigkill_under_load_loses_and_doubles_nothing(tmp_path, mode):
+def test_sigkill_under_load_loses_and_doubles_nothing(tmp_path, monkeypatch, mode, sync):
+    # The forked server inherits the module setting: its fsyncs run on the background thread, or on
+    # the event loop (the path a fast disk takes), whatever this disk's speed.
+    from autorag_hp.online import _persistence
+
+    monkeypatch.setattr(_persistence, "INLINE_SYNC_S", 0.0 if sync == "thread" else 1e9)
     space = tmp_path / "space.toml"
     space.write_text(SPACE_TOML)
     journal = tmp_path / "run.jsonl"

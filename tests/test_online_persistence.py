@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -222,6 +223,78 @@ def test_http_full_disk_answers_503_acknowledges_nothing_and_healthz_tells(tmp_p
     assert status == 200 and body["accepted"] == 3
     assert _asgi(app, "POST", "/suggest")[0] == 200
     assert _asgi(app, "GET", "/healthz") == (200, {"status": "ok"})
+    tuner.close()
+
+
+class SyncRecorder:
+    """os.fdatasync that records which thread called it and how many bytes the file then held."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[int, int]] = []
+        self.fail = fail
+
+    def __call__(self, fd: int) -> None:
+        if self.fail:
+            raise OSError(errno.EIO, "Input/output error")
+        self.calls.append((threading.get_ident(), os.fstat(fd).st_size))
+        os.fdatasync(fd)
+
+
+def _asgi_acked(app, path: str, body: bytes, journal) -> tuple[int, object, int]:
+    """Like _asgi, plus the byte count the journal's syncs covered when the status line went out."""
+    out: dict = {}
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(msg):
+        if msg["type"] == "http.response.start":
+            out["status"] = msg["status"]
+            calls = journal._fdatasync.calls
+            out["synced"] = max((size for _, size in calls), default=0)
+        elif msg["type"] == "http.response.body":
+            out["body"] = out.get("body", b"") + msg.get("body", b"")
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    asyncio.run(app(scope, receive, send))
+    return out["status"], json.loads(out["body"]), out["synced"]
+
+
+@pytest.mark.parametrize("where", ["event loop", "background thread"])
+def test_feedback_is_acknowledged_only_after_a_sync_covering_it_on_either_sync_path(tmp_path, monkeypatch, where):
+    """fsync=always: on a fast disk the event loop runs the group sync itself, on a slow one the
+    background thread does; either way the 200 of a feedback (single or batch) goes out only after
+    an fdatasync that covered its record, and a failed sync answers 503."""
+    pytest.importorskip("fastapi")
+    from autorag_hp.online import create_app
+    from autorag_hp.online import _persistence
+
+    monkeypatch.setattr(_persistence, "INLINE_SYNC_S", 1e9 if where == "event loop" else 0.0)
+    path = tmp_path / "run.jsonl"
+    tuner = OnlineTuner(SPACE, persistence=_persist(path))
+    journal = tuner._journal
+    assert journal.sync_s is not None  # measured by the boot record's sync
+    journal._fdatasync = recorder = SyncRecorder()
+    loop_thread = threading.get_ident()  # asyncio.run runs the loop on this thread
+    for batch in (False, True):
+        status, got, _ = _asgi_acked(create_app(tuner), "/suggest", b'{"n": 3}' if batch else b"", journal)
+        assert status == 200
+        ids = [s["id"] for s in got["suggestions"]] if batch else [got["id"]]
+        body = [{"id": i, "reward": 0.5} for i in ids] if batch else {"id": ids[0], "reward": 0.5}
+        status, got, synced = _asgi_acked(create_app(tuner), "/feedback", json.dumps(body).encode(), journal)
+        assert status == 200 and (got["accepted"] == 3 if batch else got["accepted"] is True)
+        assert synced == path.stat().st_size  # the sync before the 200 covered the feedback record
+    threads = {t for t, _ in recorder.calls}
+    assert threads == ({loop_thread} if where == "event loop" else {journal._flusher.ident})
+    journal._fdatasync = SyncRecorder(fail=True)
+    status, got, _ = _asgi_acked(create_app(tuner), "/suggest", b"", journal)
+    status, got, _ = _asgi_acked(create_app(tuner), "/feedback", json.dumps({"id": got["id"], "reward": 0.5}).encode(),
+                                 journal)
+    assert status == 503 and "fdatasync failed" in got["detail"]
+    assert journal.failed
     tuner.close()
 
 

@@ -206,3 +206,30 @@ def test_study_result_best_w_and_pareto_without_new_calls(tmp_path, strategy):
     assert (tmp_path / "run" / "pareto.json").is_file() and (tmp_path / "run" / "pareto.png").is_file()
     assert len(payload["grid_front"]) >= 1 and payload["front"][0]["mean"]["tokens"] <= payload["front"][-1]["mean"]["tokens"]
     assert calls[0] == before  # none of it asked the stack again
+
+
+def test_pareto_ts_in_a_paired_study_sees_common_questions(tmp_path):
+    """sampling="paired": the k-th pull of every configuration asks the same questions
+    (:func:`~autorag_hp.objective.paired_questions`), and pareto-ts is told both objectives."""
+    from autorag_hp import Study
+    from autorag_hp.objective import paired_questions
+    from autorag_hp.pipeline import FunctionPipeline, Question
+
+    questions = [Question(f"q{i}", f"what is {i}", (f"answer{i}",)) for i in range(N_DOCS)]
+    space = SearchSpace({"top_k": [1, 2, 3, 4], "shift": [0, 1, 2, 5, 7]})
+    asked: dict[tuple, list[tuple[str, ...]]] = {}
+
+    def stack(config, qs):
+        if len(qs) == 4:  # a pull (the one-question probe before the run is not one)
+            asked.setdefault(tuple(sorted(config.items())), []).append(tuple(qs))
+        return _stack(config, qs)
+
+    result = Study(FunctionPipeline(stack, batch=True, fingerprint="pareto-paired"), questions, space,
+                   strategy="pareto-ts", budget=120, batch=4, sampling="paired", seed=3, cache=False,
+                   run_dir=tmp_path / "run", plots=False).run()
+    assert result.strategy.cost.n_told == 30  # every pull told quality and tokens
+    texts = [q.text for q in questions]
+    for pulls in asked.values():
+        for k, qs in enumerate(pulls):
+            assert set(qs) == {texts[j] for j in paired_questions(N_DOCS, 4, seed=3, ordinal=k)}
+    assert max(len(p) for p in asked.values()) >= 2  # some configuration was pulled again, on new questions

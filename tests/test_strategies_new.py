@@ -152,6 +152,8 @@ def test_tell_outside_the_space_leaves_the_model_unchanged():
     ({"stop": "yes"}, "stop must be true or false"),
     ({"interactions": ""}, "interactions must be"),
     ({"warm_start": 3}, "warm_start must be"),
+    ({"residual_tail": 1.0}, r"residual_tail must lie in \[0, 1\), got 1.0"),
+    ({"residual_wide": -0.1}, "residual_wide must be a finite number > 0, got -0.1"),
 ])
 def test_options_are_validated(bad, match):
     with pytest.raises(ValueError, match=match):
@@ -249,3 +251,71 @@ def test_huge_space_uses_coordinate_ascent():
 
 def test_structured_is_a_strategy():
     assert isinstance(make_strategy("structured-tt", small_space()), StructuredTS)
+
+
+# -- heavy-tailed residual (residual_tail) ------------------------------------------------------
+def _needle_strategy(**opts):
+    """Every configuration of the additive surface pulled twice, plus one 'needle' (1, 0.6, bm25)
+    (predicted far below the best) pulled 6 times at +0.45 over its additive value."""
+    space = small_space()
+    truth = additive_truth(space)
+    needle = space.index({"top_k": 1, "compression": 0.6, "embedder": "bm25"})
+    truth = truth.copy()
+    truth[needle] += 0.45
+    s = make_strategy("structured-tt", space, seed=0, **opts)
+    rng = np.random.default_rng(5)
+    for _ in range(2):
+        for i in range(len(space)):
+            s.tell(space.config(i), float(truth[i] + 0.1 * rng.standard_normal()))
+    for _ in range(4):
+        s.tell(space.config(needle), float(truth[needle] + 0.1 * rng.standard_normal()))
+    return s, space, truth, needle
+
+
+def test_heavy_tailed_residual_lets_a_needle_overrule_the_model():
+    own = {}
+    for tail in (0.0, 0.05):
+        s, space, truth, needle = _needle_strategy(residual_tail=tail)
+        n, total = s.n_c[needle], s.sum_c[needle]
+        own[tail] = (s.posterior_mean()[needle], total / n)
+        rec = next(r for r in s.best(len(space)) if r.config == space.config(needle))
+        if tail:
+            # the wide component explains the needle: its value is (almost) its own mean, and the
+            # interval (of a two-Gaussian posterior) contains its true mean
+            assert s._wide()[3][needle] > 0.9
+            assert s.best(1)[0] == rec
+            assert rec.ci_low < truth[needle] < rec.ci_high
+        else:  # one Gaussian residual shrinks it toward the model: its interval misses
+            assert rec.ci_high < truth[needle]
+    (v0, m0), (v1, m1) = own[0.0], own[0.05]
+    assert m0 == m1 and m1 - v1 < 0.05 < m0 - v0
+
+
+def test_heavy_tailed_residual_off_leaves_draws_and_results_unchanged():
+    space = small_space()
+    truth = additive_truth(space)
+    a = run("structured-tt", space, truth, 60, residual_tail=0.0)
+    b = run("structured-tt", space, truth, 60, residual_tail=0.0, residual_wide=0.5)
+    assert a.best(5) == b.best(5) and np.array_equal(a._mu, b._mu)
+
+
+def test_heavy_tailed_residual_keeps_model_variances_exact_through_rank_one_updates():
+    # h_c = x_c^T C x_c of every pulled configuration is tracked through each tell's rank-one
+    # update instead of being recomputed; it must equal the direct computation
+    space = small_space()
+    truth = additive_truth(space)
+    s = run("structured-tt", space, truth, 80, residual_tail=0.05)
+    rng = np.random.default_rng(3)
+    checked = 0
+    for _ in range(20):
+        s._wide()  # tracks every pulled configuration
+        c = s.ask()
+        s.tell(c, float(truth[space.index(c)] + 0.1 * rng.standard_normal()))
+        if s._lev_m:  # no refactor since: the tracked values went through the rank-one update
+            pulled = np.flatnonzero(s.n_c)
+            tracked = s._lev_pos[pulled] >= 0
+            r = np.asarray(s._design_matrix(pulled[tracked]) @ s._root)
+            direct = np.einsum("ij,ij->i", r, r)
+            np.testing.assert_allclose(s._lev_h[s._lev_pos[pulled[tracked]]], direct, rtol=1e-9, atol=1e-15)
+            checked += 1
+    assert checked >= 10

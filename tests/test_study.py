@@ -118,7 +118,7 @@ def test_resume_after_a_crash_is_exact(tmp_path):
 
 @pytest.mark.parametrize("parallel", [1, 4])
 def test_paired_sampling_gives_every_configuration_the_same_question_sequence(tmp_path, parallel):
-    result = _study(Stack(), tmp_path, strategy="flat-ts", budget=200, batch=5, sampling="paired", parallel=parallel,
+    result = _study(Stack(), tmp_path, strategy="flat-ts", budget=200, batch=5, parallel=parallel, sampling="paired",
                     cache=False, grid="none", t_max=40, plots=False).run()
     seq: dict[str, list[list[str]]] = {}
     for p in _pulls(tmp_path / "run" / "journal.jsonl"):
@@ -131,24 +131,48 @@ def test_paired_sampling_gives_every_configuration_the_same_question_sequence(tm
     # an epoch is the 12 questions cut to two whole batches: each covers 10 distinct questions
     if len(longest) >= 2:
         assert len(set(longest[0]) | set(longest[1])) == 10
-    iid = _study(Stack(), tmp_path, "iid", strategy="flat-ts", budget=200, batch=5, cache=False, grid="none",
-                 t_max=40, plots=False).run()
+    iid = _study(Stack(), tmp_path, "iid", strategy="flat-ts", budget=200, batch=5, sampling="iid", cache=False,
+                 grid="none", t_max=40, plots=False).run()
     firsts: dict[str, tuple] = {}
     for p in _pulls(tmp_path / "iid" / "journal.jsonl"):
         firsts.setdefault(json.dumps(p["config"], sort_keys=True), tuple(d["question_id"] for d in p["details"]))
     assert iid.calls_used == 200 and len(set(firsts.values())) > 1  # iid: first pulls see different questions
 
 
+@pytest.mark.parametrize(("strategy", "sampling", "expected"), [
+    ("structured-tt", None, "paired"),  # chosen on the tuning set (issue #11 point 5)
+    ("structured-tt:top_m=3", None, "paired"),
+    ("pareto-ts", None, "paired"),  # chosen on its tuning seeds (docs/metrics.md)
+    ("hier-ucb", None, "iid"),  # the paper's baselines draw each batch afresh
+    ("flat-ts", None, "iid"),
+    ("structured-tt", "iid", "iid"),  # an explicit choice always wins
+    ("hier-ucb", "paired", "paired"),
+])
+def test_sampling_defaults_to_the_strategys_own(tmp_path, strategy, sampling, expected):
+    study = _study(Stack(), tmp_path, strategy=strategy, sampling=sampling, plots=False)
+    assert study.sampling == expected and study.settings()["sampling"] == expected
+
+
+def _resume_cut(tmp_path, lines: int, *, forget: tuple[str, ...] = ()) -> Study:
+    """The run in tmp_path/"full" cut to its first ``lines`` journal lines (and its run.json without the
+    settings in ``forget``) in tmp_path/"cut", resumed."""
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    saved = json.loads((tmp_path / "full" / "run.json").read_text())
+    for key in forget:
+        del saved["settings"][key]
+    (cut / "run.json").write_text(json.dumps(saved))
+    kept = (tmp_path / "full" / "journal.jsonl").read_text().splitlines(keepends=True)[:lines]
+    (cut / "journal.jsonl").write_text("".join(kept))
+    return Study.resume(cut, pipeline=FunctionPipeline(Stack(), batch=True, fingerprint="toy-v1"), data=QUESTIONS,
+                        plots=False)
+
+
 def test_paired_sampling_resumes_exactly(tmp_path):
     full = _study(Stack(), tmp_path, "full", strategy="structured-tt", budget=120, batch=3, sampling="paired",
                   plots=False).run()
-    lines = (tmp_path / "full" / "journal.jsonl").read_text().splitlines(keepends=True)
     cut = tmp_path / "cut"
-    cut.mkdir()
-    (cut / "run.json").write_text((tmp_path / "full" / "run.json").read_text())
-    (cut / "journal.jsonl").write_text("".join(lines[:21]))
-    resumed = Study.resume(cut, pipeline=FunctionPipeline(Stack(), batch=True, fingerprint="toy-v1"), data=QUESTIONS,
-                           plots=False).run()
+    resumed = _resume_cut(tmp_path, 21).run()
     key = [(p["config"], [d["question_id"] for d in p["details"]], p["reward"])
            for p in _pulls(tmp_path / "full" / "journal.jsonl")]
     assert [(p["config"], [d["question_id"] for d in p["details"]], p["reward"])
@@ -156,6 +180,18 @@ def test_paired_sampling_resumes_exactly(tmp_path):
     assert [b.config for b in resumed.best(3)] == [b.config for b in full.best(3)]
     with pytest.raises(ValueError, match="sampling must be one of 'iid', 'paired', got 'pairs'"):
         _study(Stack(), tmp_path, "bad", sampling="pairs")
+
+
+def test_a_run_saved_before_sampling_was_recorded_resumes_with_iid_sampling(tmp_path):
+    # run.json files written before the setting existed come from iid runs; resuming one must not switch to
+    # the new default, or the resumed pulls would see other questions than the uninterrupted run
+    _study(Stack(), tmp_path, "full", strategy="structured-tt", budget=120, batch=3, sampling="iid", plots=False).run()
+    resumed = _resume_cut(tmp_path, 21, forget=("sampling",))
+    assert resumed.sampling == "iid"
+    resumed.run()
+    key = [(p["config"], [d["question_id"] for d in p["details"]]) for p in _pulls(tmp_path / "full" / "journal.jsonl")]
+    assert [(p["config"], [d["question_id"] for d in p["details"]])
+            for p in _pulls(tmp_path / "cut" / "journal.jsonl")] == key
 
 
 @pytest.mark.parametrize("parallel", [1, 3, 5])

@@ -40,7 +40,8 @@ def add_parser(sub) -> None:
     p.add_argument("--parallel", type=int, default=1, help="configurations asked per round (ask_batch)")
     p.add_argument("--sampling", choices=("iid", "paired"), default="iid",
                    help="how a pull picks its questions: iid = afresh per pull; paired = the k-th pull of every "
-                        "configuration gets the same questions (per-question tables only)")
+                        "configuration gets the same questions (per-question tables only) (default iid, as the suite's "
+                        "tables; `tune` takes the strategy's own: paired for structured-tt and pareto-ts)")
     p.add_argument("--suite", default=None, help="run a named benchmark suite instead of one table (see evals/)")
     p.add_argument("--out", default=None, help="JSON results path (default bench_out/bench-<time>.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -76,7 +76,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--sampling", choices=("iid", "paired"),
                    help="how a pull picks its questions: iid = drawn afresh per pull; paired = the k-th pull of "
                         "every configuration gets the same questions (common random numbers: contenders are "
-                        "compared on the same questions) (default iid)")
+                        "compared on the same questions) (default: the strategy's, paired for structured-tt and "
+                        "pareto-ts, iid for the others)")
     p.add_argument("--parallel", type=int, help=f"configurations asked per round, ask_batch (default {d.parallel})")
     p.add_argument("--w", type=float, help=f"quality weight of the reward w*quality - (1-w)*tokens/t_max "
                                           f"(default {d.w})")

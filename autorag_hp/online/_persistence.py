@@ -13,8 +13,9 @@ before the tuner changes its state, so the journal and the tuner stay in step. A
 restart re-reads it.
 
 ``fsync`` decides what survives the machine: ``"always"`` acknowledges a record only
-after an ``fdatasync`` covering it; a background thread commits in groups (one sync
-covers every record written while the previous sync ran). ``"interval"`` syncs every
+after an ``fdatasync`` covering it, committed in groups (one sync covers every record
+written while the previous sync ran): by a background thread, or, while fdatasync is fast
+(``INLINE_SYNC_S``), by the waiting event loop itself. ``"interval"`` syncs every
 ``interval_ms``; ``"never"`` leaves it to the OS.
 
 Format 2: every line is ``{"crc":"<8 hex digits>",<fields>}`` where the checksum is the
@@ -40,6 +41,7 @@ import math
 import os
 import re
 import threading
+import time
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -73,6 +75,9 @@ __all__ = [
 ]
 
 FORMAT = 2  # journal format written now; 1 = records without checksums (still read)
+# fsync="always": while an fdatasync takes less than this (running mean), an event loop waiting for
+# it runs it itself (see Journal.wait_async); slower disks are synced by the background thread.
+INLINE_SYNC_S = 0.0003
 FsyncPolicy = Literal["always", "interval", "never"]
 
 _CRC_PREFIX = b'{"crc":"'
@@ -492,6 +497,9 @@ class Journal:
         self.failed: str | None = None  # why the journal cannot be used any more
         self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
         self.syncs = 0
+        self.sync_s: float | None = None  # running mean of fdatasync's duration (seconds)
+        self.sync_seconds = 0.0  # total time spent in fdatasync
+        self._inline_scheduled = False
         self._flusher: threading.Thread | None = None
         if fsync != "never":
             self._flusher = threading.Thread(target=self._run, name="autorag-hp-journal", daemon=True)
@@ -529,10 +537,15 @@ class Journal:
             self.offset += len(data)
             self._last_line = last
             self._written += count
-            if sync and self.fsync == "always":
-                self._want = self._written
+            if sync and self.fsync == "always" and not self._inline():
+                self._want = self._written  # the background thread starts syncing before anyone waits
                 self._work.notify()
             return self._written
+
+    def _inline(self) -> bool:
+        """Whether fdatasync is fast enough for an event loop to run it itself (see ``wait_async``)."""
+        sync_s = self.sync_s
+        return sync_s is not None and sync_s < INLINE_SYNC_S
 
     def _cut_back(self, exc: OSError) -> None:  # lock held; always raises
         reason = exc.strerror or str(exc)
@@ -579,18 +592,61 @@ class Journal:
             return ok
 
     async def wait_async(self, seq: int) -> None:
+        """``wait`` for an event loop. On a disk whose fdatasync is fast (running mean below
+        ``INLINE_SYNC_S``) the loop runs the sync itself, once per pass over its ready callbacks
+        (``call_soon``), so every record appended in that pass is covered by one sync and no
+        thread hand-off (two wake-ups) is paid; on a slower disk the background thread syncs
+        while the loop goes on serving."""
         if self.acked(seq):
             return
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
+        inline = self._inline()
         with self._lock:
             if self._durable >= seq:
                 return
             if self.failed is not None:
                 self._raise_failed()
-            self._request(seq)
             self._async_waiters.append((seq, loop, fut))
+            if not inline:
+                self._request(seq)
+            elif not self._inline_scheduled:
+                self._inline_scheduled = True
+                loop.call_soon(self._sync_inline)
         await fut
+
+    def _sync_inline(self) -> None:
+        """One group sync on the event loop's thread (scheduled by ``wait_async``)."""
+        with self._lock:
+            self._inline_scheduled = False
+            if self._closing or self.failed is not None:
+                return  # close() or the failure answers the waiters
+            target = self._written
+            if target <= self._durable:
+                return
+        self._sync_to(target)
+
+    def _sync_to(self, target: int) -> bool:
+        """fdatasync, then mark the records up to ``target`` durable; False if the sync failed
+        (the journal is then unusable and its waiters got the error)."""
+        try:
+            self._datasync()
+        except OSError as exc:
+            try:
+                self._sync_failed(exc)
+            except JournalUnavailable:
+                return False
+        self._mark_durable(target)
+        return True
+
+    def _datasync(self) -> None:
+        """fdatasync, timed into ``sync_s``."""
+        t0 = time.perf_counter()
+        self._fdatasync(self._fd)
+        dt = time.perf_counter() - t0
+        self.sync_seconds += dt
+        mean = self.sync_s
+        self.sync_s = dt if mean is None else mean + 0.2 * (dt - mean)
 
     def sync(self) -> None:
         """Make every appended record durable now."""
@@ -599,7 +655,7 @@ class Journal:
             if self.failed is not None:
                 self._raise_failed()
         try:
-            self._fdatasync(self._fd)
+            self._datasync()
         except OSError as exc:
             self._sync_failed(exc)
         self._mark_durable(target)
@@ -650,14 +706,8 @@ class Journal:
                 target = self._written
                 if target <= self._durable:
                     continue
-            try:
-                self._fdatasync(self._fd)
-            except OSError as exc:
-                try:
-                    self._sync_failed(exc)
-                except JournalUnavailable:
-                    return
-            self._mark_durable(target)
+            if not self._sync_to(target):
+                return
 
     def close(self) -> None:
         with self._lock:
@@ -686,7 +736,16 @@ class Journal:
 
 
 def _wake(ready: dict[asyncio.AbstractEventLoop, list[asyncio.Future]], exc: BaseException | None) -> None:
+    if not ready:
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
     for loop, futs in ready.items():
+        if loop is running:  # on the loop's own thread (an inline sync): no wake-up needed
+            _resolve(futs, exc)
+            continue
         try:
             loop.call_soon_threadsafe(_resolve, futs, exc)
         except RuntimeError:  # the loop is closed: nobody is waiting any more

@@ -105,10 +105,10 @@ class BatchAccepted(BaseModel):
 
 class Estimate(BaseModel):
     config: dict[str, ParamValue]
-    mean: float
+    mean: Union[float, None] = Field(description="Estimated mean reward; null when there is no estimate (NaN).")
     pulls: float = Field(description="Effective number of rewards (fractional when discounted).")
-    ci_low: float
-    ci_high: float
+    ci_low: Union[float, None] = Field(description="Lower end of the interval; null when unbounded (-inf).")
+    ci_high: Union[float, None] = Field(description="Upper end of the interval; null when unbounded (+inf).")
 
 
 class Best(BaseModel):

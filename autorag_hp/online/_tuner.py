@@ -183,7 +183,7 @@ class OnlineTuner:
         self.strategy: Strategy = self._new_strategy(strategy)
 
         self._lock = threading.Lock()
-        self._pending: OrderedDict[str, tuple[int, Any, float]] = OrderedDict()
+        self._pending: OrderedDict[str, tuple[int, Any, float, Proposal]] = OrderedDict()  # id -> (index, tag, ts, proposal)
         self._closed: OrderedDict[str, bool] = OrderedDict()  # id -> True (answered) / False (expired)
         self.boot = 0
         self._seq = 0
@@ -270,28 +270,36 @@ class OnlineTuner:
         journaled stay pending (and expire unanswered)."""
         check_positive_int("n", n)
         out = []
+        space = self.space
         with self._lock:
             if self._closing:
                 raise RuntimeError("the tuner is closed")
             now = self._clock()
             self._sweep(now)
+            strategy, journal, guardrail = self.strategy, self._journal, self.guardrail
+            expires = now + self.expiry_s
+            prefix = f"{self.boot}-"
             for _ in range(int(n)):
-                proposal = self.strategy.propose()
-                index, tag = self.space.index_of_coords(proposal.coords), proposal.tag
+                proposal = strategy.propose()
+                coords, tag = proposal.coords, proposal.tag
+                if type(coords) is not tuple:
+                    coords = tuple(int(c) for c in coords)
+                index = space.index_of_coords(coords)
                 veto = False
-                if self.guardrail is not None and self._vetoed(index):
+                if guardrail is not None and self._vetoed(index):
                     index, tag, veto = self._guard_ref, None, True
+                    coords = space.coords_of_index(index)
                 self._seq += 1
-                sid = f"{self.boot}-{self._seq}"
-                config = self.space.config(index)
-                if self._journal is not None:
+                sid = prefix + str(self._seq)
+                config = space.config_from_coords(coords)
+                if journal is not None:
                     rec = {"type": "suggest", "id": sid, "index": index, "config": config, "tag": tag, "ts": now}
                     if veto:
                         rec["veto"] = True
-                    self._journal.append(rec, sync=False)  # journal first: a failed write changes nothing
+                    journal.append(rec, sync=False)  # journal first: a failed write changes nothing
                     self._since_snapshot += 1
-                self._apply_suggest(sid, index, tag, now, veto)
-                out.append(Suggestion(sid, config, now + self.expiry_s))
+                self._apply_suggest(sid, index, tag, now, veto, coords)
+                out.append(Suggestion(sid, config, expires))
             self._maybe_snapshot()
         return out
 
@@ -420,6 +428,7 @@ class OnlineTuner:
                     "fsync": self._journal.fsync,
                     "bytes": self._journal.offset,
                     "syncs": self._journal.syncs,
+                    "sync_seconds": self._journal.sync_seconds,
                     "restored_from_snapshot": self.restored_from["snapshot"],
                     "replayed_records": self.restored_from["replayed"],
                 }
@@ -482,7 +491,7 @@ class OnlineTuner:
         lo, hi = self.reward_range
         if not lo <= value <= hi:
             raise ValueError(f"reward must satisfy {lo:g} <= reward <= {hi:g}, got {reward!r}")
-        self.strategy.validate_reward(value)
+        self.strategy._check_reward(value)  # the rest of strategy.validate_reward (check_reward ran)
         return value
 
     def _reject(self, id: str) -> None:
@@ -531,8 +540,8 @@ class OnlineTuner:
         if pending[first][2] > cutoff:
             return
         ids = []
-        for sid, (_, _, ts) in pending.items():
-            if ts > cutoff:
+        for sid, item in pending.items():
+            if item[2] > cutoff:
                 break
             ids.append(sid)
         if self._journal is not None:
@@ -545,16 +554,20 @@ class OnlineTuner:
         if len(self._closed) > self._remember:
             self._closed.popitem(last=False)
 
-    def _apply_suggest(self, sid: str, index: int, tag: Any, ts: float, veto: bool) -> None:
-        self.strategy.commit(Proposal(self.space.coords_of_index(index), tag))
-        self._pending[sid] = (index, tag, ts)
+    def _apply_suggest(self, sid: str, index: int, tag: Any, ts: float, veto: bool,
+                       coords: tuple[int, ...] | None = None) -> None:
+        """``coords``: the configuration's coordinates when the caller has them (else from ``index``)."""
+        proposal = Proposal(self.space.coords_of_index(index) if coords is None else coords, tag)
+        self.strategy.commit(proposal)
+        self._pending[sid] = (index, tag, ts, proposal)  # the proposal is what feedback / expiry answer
         self._n["suggestions"] += 1
         if veto:
             self._n["guardrail_vetoes"] += 1
 
     def _apply_feedback(self, sid: str, reward: float) -> None:
-        index, tag, _ = self._pending.pop(sid)
-        self.strategy.answer(Proposal(self.space.coords_of_index(index), tag), reward)
+        """Count a reward that ``_check_reward`` accepted (the strategy's rules included)."""
+        proposal = self._pending.pop(sid)[3]
+        self.strategy._answer(proposal, reward)
         self._remember_closed(sid, True)
         self._n["feedback"] += 1
         self._reward_sum += reward
@@ -564,7 +577,7 @@ class OnlineTuner:
             item = self._pending.pop(sid, None)
             if item is None:
                 continue
-            self.strategy.expire(Proposal(self.space.coords_of_index(item[0]), item[1]))
+            self.strategy.expire(item[3])
             self._remember_closed(sid, False)
             self._n["expired"] += 1
 
@@ -590,7 +603,7 @@ class OnlineTuner:
                 self._seq = max(self._seq, int(seq))
         elif kind == "feedback":
             if rec["id"] in self._pending:
-                self._apply_feedback(rec["id"], float(rec["reward"]))
+                self._apply_feedback(rec["id"], self.strategy.validate_reward(rec["reward"]))
         elif kind == "expire":
             self._apply_expire(list(rec["ids"]))
         elif kind == "observe":
@@ -629,7 +642,7 @@ class OnlineTuner:
             "boot": self.boot,
             "counters": dict(self._n),
             "reward_sum": self._reward_sum,
-            "pending": [[sid, i, tag, ts] for sid, (i, tag, ts) in self._pending.items()],
+            "pending": [[sid, i, tag, ts] for sid, (i, tag, ts, _) in self._pending.items()],
             "closed": [[sid, int(a)] for sid, a in self._closed.items()],
             "strategy": self.strategy.state(),
         }
@@ -639,7 +652,9 @@ class OnlineTuner:
         self.boot = int(state["boot"])
         self._n.update({k: int(v) for k, v in state["counters"].items()})
         self._reward_sum = float(state["reward_sum"])
-        self._pending = OrderedDict((sid, (int(i), tag, float(ts))) for sid, i, tag, ts in state["pending"])
+        coords = self.space.coords_of_index
+        self._pending = OrderedDict((sid, (int(i), tag, float(ts), Proposal(coords(int(i)), tag)))
+                                    for sid, i, tag, ts in state["pending"])
         self._closed = OrderedDict((sid, bool(a)) for sid, a in state["closed"])
 
     def _maybe_snapshot(self) -> None:

@@ -90,6 +90,22 @@ def pull_count(n: float) -> int | float:
     return int(n) if float(n).is_integer() else float(n)
 
 
+def normal_mixture_quantile(weights: np.ndarray, centres: np.ndarray, sds: np.ndarray, q: float) -> np.ndarray:
+    """``q``-quantile of each column's mixture ``sum_j weights[j] N(centres[j], sds[j]^2)``
+    (arrays of shape (components, entries); bisection to float precision)."""
+    from scipy.special import ndtr
+
+    sds = np.maximum(sds, 1e-300)
+    lo = (centres - 9 * sds).min(axis=0)
+    hi = (centres + 9 * sds).max(axis=0)
+    for _ in range(64):
+        mid = 0.5 * (lo + hi)
+        below = (weights * ndtr((mid - centres) / sds)).sum(axis=0) < q
+        lo = np.where(below, mid, lo)
+        hi = np.where(below, hi, mid)
+    return 0.5 * (lo + hi)
+
+
 def argmax_random(values: np.ndarray, rng: np.random.Generator) -> int:
     """Index of the maximum, ties broken uniformly at random by ``rng``."""
     m = values.max()
@@ -120,6 +136,7 @@ class Strategy(abc.ABC):
     confidence: ClassVar[float] = 0.95
     forgets: ClassVar[tuple[type, ...]] = (Stationary,)  # statistics rules the strategy accepts
     online: ClassVar[bool] = False  # propose/commit/expire/state/load usable by the online tuner
+    default_sampling: ClassVar[str] = "iid"  # how a Study samples questions unless told (objective.SAMPLING_MODES)
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, stats: Any = None, **options: Any) -> None:
         if not isinstance(space, SearchSpace):
@@ -177,8 +194,12 @@ class Strategy(abc.ABC):
     def answer(self, proposal: Proposal, reward: float) -> None:
         """``tell`` for a committed proposal, by coordinates (no configuration to validate):
         how the online tuner reports feedback. ValueError if it is not pending."""
+        self._answer(proposal, self.validate_reward(reward))
+
+    def _answer(self, proposal: Proposal, value: float) -> None:
+        """``answer`` of a reward that ``validate_reward`` returned (the online tuner validates
+        each reward once, before it journals it)."""
         coords = tuple(proposal.coords)
-        value = self.validate_reward(reward)
         queue = self.pending.get(coords)
         if not queue or proposal.tag not in queue:
             raise ValueError(f"{proposal!r} is not a pending ask")

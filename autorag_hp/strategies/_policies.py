@@ -18,7 +18,7 @@ from autorag_hp.strategies._stats import _RENORM, Discounted, SlidingWindow, Sta
 
 __all__ = ["ArmSet", "UCB", "Thompson", "Policy"]
 
-_SMALL = 64  # UCB on at most this many arms runs in plain Python
+_SMALL = 64  # UCB and Gaussian Thompson on at most this many arms run in plain Python
 
 
 class ArmSet:
@@ -43,6 +43,7 @@ class ArmSet:
         self.pending = np.zeros(k)
         self._w = 1.0
         self.clock = 0.0
+        self._memo: tuple | None = None  # a policy's per-arm constants and the statistics they came from
 
     def __len__(self) -> int:
         return len(self._n)
@@ -222,29 +223,68 @@ class Thompson:
 
     def _sample_small(self, arms: ArmSet, rng: np.random.Generator) -> list[float]:
         """``sample`` (Gaussian) in plain Python for a few arms: the numpy path's operations in the
-        same order on the same draws (one ``gamma`` and one ``standard_normal`` call), so the same values."""
-        mu0, k0, a0, b0 = self._prior(arms)
+        same order on the same draws, so the same values (see ``_posterior``)."""
         n, s, q = arms.n.tolist(), arms.sum.tolist(), arms.sumsq.tolist()
-        xbar = [si / ni if ni > 0 else float(mu0) for si, ni in zip(s, n)]
-        ss = [max(qi - ni * xi * xi, 0.0) if ni > 0 else 0.0 for qi, ni, xi in zip(q, n, xbar)]
-        kn = [k0 + ni for ni in n]
-        an = [a0 + ni / 2.0 for ni in n]
-        gam = rng.gamma(an).tolist()
-        z = rng.standard_normal(len(n)).tolist()
-        out = []
-        for ni, xi, ssi, kni, gi, zi in zip(n, xbar, ss, kn, gam, z):
+        return self._draw(self._posterior(arms, n, s, q), rng)
+
+    def _posterior(self, arms: ArmSet, n: list[float], s: list[float], q: list[float]) -> tuple[list[float], ...]:
+        """Per arm (a_n, mu_n, b_n, k_n) of the Normal-Inverse-Gamma posterior, from the arms'
+        statistics as lists (at most ``_SMALL`` arms), computed as ``sample`` computes them:
+        the pooled sums in numpy's summation order (``_np_sum``), every other operation in the
+        same order on the same floats. Kept on ``arms`` with the statistics it came from and
+        reused while they are unchanged (e.g. across the asks of a batch)."""
+        memo = arms._memo
+        if memo is not None and memo[0] is self and memo[1] == n and memo[2] == s and memo[3] == q:
+            return memo[4]
+        total = _np_sum(n)
+        if total > 0:
+            mu0 = _np_sum(s) / total
+            var0 = max((_np_sum(q) - total * mu0 * mu0) / max(total - 1, 1), 1e-6) if total > 1 else 0.25
+        else:
+            mu0, var0 = 0.0, 0.25
+        k0 = self.prior_strength
+        a0 = 1.0 + k0 / 2.0
+        b0 = var0 * (a0 - 1.0) if a0 > 1 else var0
+        k0mu0 = k0 * mu0
+        an, mun, bn, kn = [], [], [], []
+        for ni, si, qi in zip(n, s, q):
+            if ni > 0:
+                xi = si / ni
+                ssi = max(qi - ni * xi * xi, 0.0)
+            else:
+                xi, ssi = mu0, 0.0
             d = xi - mu0
-            mun = (k0 * mu0 + ni * xi) / kni
-            bn = b0 + 0.5 * ssi + k0 * ni * (d * d) / (2.0 * kni)
-            out.append(mun + zi * math.sqrt(bn / gi / kni))
-        return out
+            kni = k0 + ni
+            an.append(a0 + ni / 2.0)
+            mun.append((k0mu0 + ni * xi) / kni)
+            bn.append(b0 + 0.5 * ssi + k0 * ni * (d * d) / (2.0 * kni))
+            kn.append(kni)
+        post = (an, mun, bn, kn)
+        arms._memo = (self, n, s, q, post)
+        return post
+
+    @staticmethod
+    def _draw(post: tuple[list[float], ...], rng: np.random.Generator) -> list[float]:
+        """One draw per arm: a gamma variate per arm in arm order, then one ``standard_normal``
+        call for all arms, as ``sample`` draws them (``gamma(an)`` with an array of shapes is
+        ``standard_gamma`` element by element: the same variates from the same stream, without
+        numpy's broadcasting cost on a few arms)."""
+        an, mun, bn, kn = post
+        gamma = rng.standard_gamma
+        gam = [gamma(a) for a in an]
+        z = rng.standard_normal(len(an)).tolist()
+        sqrt = math.sqrt
+        return [m + zi * sqrt(b / g / k) for m, zi, b, g, k in zip(mun, z, bn, gam, kn)]
 
     def select(self, arms: ArmSet, rng: np.random.Generator) -> int:
         if len(arms) <= _SMALL and self.posterior == "gaussian":
-            untried = [i for i, (a, b) in enumerate(zip(arms.n.tolist(), arms.pending.tolist())) if a + b == 0]
-            if untried:
-                return _pick(untried, rng)
-            return _argmax_list(self._sample_small(arms, rng), rng)
+            n = arms.n.tolist()
+            if 0.0 in n:  # an arm without rewards: untried unless it has pending pulls
+                untried = [i for i, (a, b) in enumerate(zip(n, arms.pending.tolist())) if a + b == 0]
+                if untried:
+                    return _pick(untried, rng)
+            post = self._posterior(arms, n, arms.sum.tolist(), arms.sumsq.tolist())
+            return _argmax_list(self._draw(post, rng), rng)
         untried = (arms.n + arms.pending) == 0
         if untried.any():
             return argmax_random(untried.astype(float), rng)
@@ -259,7 +299,36 @@ def _pick(candidates: list[int], rng: np.random.Generator) -> int:
     return candidates[0] if len(candidates) == 1 else candidates[int(rng.integers(len(candidates)))]
 
 
+def _np_sum(xs: list[float]) -> float:
+    """``numpy.sum`` of a float64 array of at most 128 values, in numpy's order (pairwise
+    summation: one running sum below 8 values, else 8 running sums combined pairwise, then the
+    remainder), so the same float bit for bit; for the plain-Python paths of a few arms."""
+    k = len(xs)
+    if k < 8:
+        r = 0.0
+        for x in xs:
+            r += x
+        return r
+    r0, r1, r2, r3, r4, r5, r6, r7 = xs[:8]
+    stop = k - k % 8
+    for i in range(8, stop, 8):
+        r0 += xs[i]
+        r1 += xs[i + 1]
+        r2 += xs[i + 2]
+        r3 += xs[i + 3]
+        r4 += xs[i + 4]
+        r5 += xs[i + 5]
+        r6 += xs[i + 6]
+        r7 += xs[i + 7]
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for x in xs[stop:]:
+        res += x
+    return 0.0 + res  # numpy adds the sum to its identity 0.0 (-0.0 becomes 0.0)
+
+
 def _argmax_list(values: list[float], rng: np.random.Generator) -> int:
     """``argmax_random`` over a Python list (same ties, same draw)."""
     best = max(values)
+    if values.count(best) == 1:  # the usual case: no tie, no draw
+        return values.index(best)
     return _pick([i for i, v in enumerate(values) if v == best], rng)

@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from autorag_hp.strategies._base import Coords, Proposal, Recommendation, Strategy, pull_count
+from autorag_hp.strategies._base import Coords, Proposal, Recommendation, Strategy, normal_mixture_quantile, pull_count
 from autorag_hp.strategies._policies import ArmSet, Thompson, UCB
 from autorag_hp.strategies._stats import Discounted, SlidingWindow, Stationary
 
@@ -112,9 +112,10 @@ class _Hierarchical(Strategy):
                 self.lower[g].pending[arm] -= 1
 
     def _update(self, coords: Coords, reward: float, tag) -> None:
-        self.upper.decay()
-        for arms in self.lower:
-            arms.decay()
+        if isinstance(self.stats_rule, Discounted):  # decay() is a no-op under the other rules
+            self.upper.decay()
+            for arms in self.lower:
+                arms.decay()
         if tag is not None:
             g, arm = tag
             self.upper.update(g, reward, was_pending=True)
@@ -161,10 +162,12 @@ class _Hierarchical(Strategy):
     def best(self, n: int = 1) -> list[Recommendation]:
         """Rank configurations by their own pulls, shrunk toward group-level estimates.
 
-        estimate = (n_c * mean_c + k * prior_c) / (n_c + k) with k = ``shrinkage``;
-        interval = estimate +- z * sigma / sqrt(n_c + k), sigma the pooled noise std.
-        When fewer than ``n`` configurations were pulled, unpulled ones built from the
-        best-estimated arms of each group complete the list.
+        estimate = (n_c * mean_c + k * prior_c) / (n_c + k) with k = ``shrinkage``. The interval
+        is the central ``confidence`` interval of the posterior of the configuration's mean under
+        a two-component prior around its group estimate (:meth:`_intervals`); with ``k = 0`` (the
+        paper's empirical mean) it is mean_c +- z * sigma / sqrt(n_c). When fewer than ``n``
+        configurations were pulled, unpulled ones built from the best-estimated arms of each
+        group complete the list.
         """
         n = self._check_n(n)
         k = float(self.options.shrinkage)
@@ -179,12 +182,112 @@ class _Hierarchical(Strategy):
         if len(recs) < n:
             recs.extend(self._unpulled_candidates(n - len(recs), k, sigma, z, means))
         jitter = self._tiebreak_rng().random(len(recs))
-        order = sorted(range(len(recs)), key=lambda i: (-recs[i][0], -recs[i][1], jitter[i]))
+        order = sorted(range(len(recs)), key=lambda i: (-recs[i][0], -recs[i][1], jitter[i]))[:n]
+        bounds = self._intervals([recs[i] for i in order], k, sigma, means)
         out = []
-        for i in order[:n]:
-            est, cnt, coords, half = recs[i]
-            out.append(Recommendation(self.space.config_from_coords(coords), float(est), pull_count(cnt), est - half, est + half))
+        for i, (lo, hi) in zip(order, bounds):
+            est, cnt, coords, _ = recs[i]
+            out.append(Recommendation(self.space.config_from_coords(coords), float(est), pull_count(cnt), lo, hi))
         return out
+
+    # -- interval of a recommendation -------------------------------------------------------
+    def _arm_matrix(self, coords: np.ndarray) -> np.ndarray:
+        """Arm index of every group (columns) for each row of configuration coordinates."""
+        out = np.zeros((len(coords), len(self.groups)), dtype=np.int64)
+        for g, (pos, group) in enumerate(zip(self._group_pos, self.groups)):
+            idx = np.zeros(len(coords), dtype=np.int64)
+            for p, size in zip(pos, group.sizes):
+                idx = idx * size + coords[:, p]
+            out[:, g] = idx
+        return out
+
+    def _group_view(self, coords: np.ndarray, cnt: np.ndarray, mean: np.ndarray):
+        """For each configuration: its group estimate from the *other* configurations' pulls
+        (each of its ``cnt`` pulls moved one group's arm, so ``cnt / G`` of them are taken out of
+        each of its arms; NaN where no group keeps a pull), and the variance of its group
+        estimate ``sum_g var_g / n_g / G^2`` from the arms' own spreads."""
+        arms = self._arm_matrix(coords)
+        G = len(self.groups)
+        n_a = np.stack([self.lower[g].n[arms[:, g]] for g in range(G)], axis=1)
+        s_a = np.stack([self.lower[g].sum[arms[:, g]] for g in range(G)], axis=1)
+        q_a = np.stack([self.lower[g].sumsq[arms[:, g]] for g in range(G)], axis=1)
+        share = (cnt / G)[:, None]
+        n_o = n_a - share
+        s_o = s_a - share * mean[:, None]
+        keep = n_o >= 1.0  # at least one pull's worth of other configurations' rewards
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p_other = np.where(keep, s_o / np.where(keep, n_o, 1.0), 0.0).sum(axis=1) / keep.sum(axis=1)
+            pulled = n_a > 0
+            safe = np.where(pulled, n_a, 1.0)
+            v_a = np.where(pulled, np.maximum(q_a / safe - (s_a / safe) ** 2, 0.0) / safe, 0.0)
+            var_p = v_a.sum(axis=1) / np.maximum(pulled.sum(axis=1), 1) ** 2
+        return p_other, var_p
+
+    def _intervals(self, picked, k: float, sigma: float, means: list[np.ndarray]) -> list[tuple[float, float]]:
+        """``confidence`` intervals of the picked ``(estimate, pulls, coords, half)`` entries.
+
+        The model: one pull's reward is mean_c + noise (sd ``sigma``), and mean_c lies around the
+        configuration's group estimate p_c, taken from the other configurations' pulls, with a
+        prior that is a 50/50 scale mixture of N(p_c, tau2 + var_p) -- tau2 the spread of
+        configuration means around their group estimates, by moments pooled over every
+        configuration with >= 2 pulls -- and N(p_c, sigma^2 / k + var_p), the spread that the
+        shrinkage estimate itself assumes. Each configuration's own pulls set the posterior weight
+        of the two components (a configuration far from its group estimate is explained by the
+        wide one), and the interval is the central ``confidence`` interval of that two-Gaussian
+        posterior, widened if needed to contain the estimate. Because ``best`` selects the
+        configurations whose pulls were luckiest, a posterior (which conditions on what was seen)
+        keeps its coverage under that selection where an interval around the estimate alone does
+        not (docs/strategies.md, "Calibration").
+        """
+        if not picked:
+            return []
+        z = self._z()
+        if k <= 0 or not sigma > 0:
+            out = []
+            for est, cnt, _, _ in picked:
+                half = z * sigma / math.sqrt(cnt + k) if cnt + k > 0 else math.inf
+                out.append((float(est - half), float(est + half)))
+            return out
+        s2 = sigma * sigma
+        items = list(self.stats.items())
+        all_coords = np.array([c for c, _ in items], dtype=np.int64).reshape(len(items), len(self.space.sizes))
+        all_cnt = np.array([r[0] for _, r in items], dtype=float)
+        all_mean = np.array([r[1] / r[0] for _, r in items], dtype=float)
+        tau2 = s2 / k  # no pooled estimate yet: both components are the shrinkage prior
+        many = all_cnt >= 2
+        if many.sum() >= 2:
+            p_other, _ = self._group_view(all_coords[many], all_cnt[many], all_mean[many])
+            ok = np.isfinite(p_other)
+            if ok.sum() >= 2:
+                d = all_mean[many][ok] - p_other[ok]
+                tau2 = max(float(np.mean(d * d - s2 / all_cnt[many][ok])), 1e-4 * s2)
+        coords = np.array([c for _, _, c, _ in picked], dtype=np.int64).reshape(len(picked), len(self.space.sizes))
+        cnt = np.array([c for _, c, _, _ in picked], dtype=float)
+        own = np.array([self.stats.row(c)[1] / self.stats.row(c)[0] if c in self.stats else 0.0
+                        for _, _, c, _ in picked])
+        p_other, var_p = self._group_view(coords, cnt, own)
+        fallback = np.array([self._prior(c, means) for _, _, c, _ in picked])
+        p = np.where(np.isfinite(p_other), p_other, fallback)
+        pulled = cnt > 0
+        noise = s2 / np.where(pulled, cnt, 1.0)  # variance of the configuration's own mean
+        comps = []  # (posterior centre, posterior sd, log marginal likelihood of own - p)
+        for v in (tau2 + var_p, s2 / k + var_p):
+            gain = np.where(pulled, v / (v + noise), 0.0)
+            centre = p + gain * (own - p)
+            sd = np.sqrt(np.where(pulled, v * noise / (v + noise), v))
+            marg = np.sqrt(v + noise)
+            loglik = np.where(pulled, -0.5 * ((own - p) / marg) ** 2 - np.log(marg), 0.0)
+            comps.append((centre, sd, loglik))
+        top = np.maximum(comps[0][2], comps[1][2])
+        w = np.array([np.exp(c[2] - top) for c in comps])
+        w /= w.sum(axis=0)
+        centres = np.array([c for c, _, _ in comps])
+        sds = np.array([s for _, s, _ in comps])
+        tail = (1.0 - self.confidence) / 2
+        lo = normal_mixture_quantile(w, centres, sds, tail)
+        hi = normal_mixture_quantile(w, centres, sds, 1.0 - tail)
+        est = np.array([e for e, _, _, _ in picked], dtype=float)
+        return [(float(a), float(b)) for a, b in zip(np.minimum(lo, est), np.maximum(hi, est))]
 
     def _unpulled_candidates(self, need: int, k: float, sigma: float, z: float, means: list[np.ndarray]):
         per_group = []

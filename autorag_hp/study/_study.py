@@ -130,6 +130,11 @@ class Study:
     ``"hf:<name>[@split]"``, or a list of :class:`~autorag_hp.pipeline.Question`.
     ``budget`` is a share of grid search's calls in (0, 1] (``0.2``, ``"20%"``) or a
     number of calls (an integer > 1); it is never overrun (the last pull is trimmed).
+    ``sampling``: ``"paired"`` (the k-th pull of every configuration is scored on the same
+    questions) or ``"iid"`` (a pull's questions drawn afresh); ``None`` takes the strategy's
+    ``default_sampling``: ``"paired"`` for ``structured-tt`` (chosen on the tuning set in issue
+    #11 point 5; docs/strategies.md, "10% of grid calls") and ``pareto-ts`` (docs/metrics.md),
+    ``"iid"`` for the paper's baselines and the rest. See :data:`~autorag_hp.objective.SAMPLING_MODES`.
 
     ``grid``: ``"full"`` evaluates every configuration on every question first (the
     ground truth of the regret log and Recall@x), ``"none"`` skips it, a path reuses a
@@ -159,7 +164,7 @@ class Study:
         strategy: str = "structured-tt",
         budget: float | int | str = 0.2,
         batch: int = 4,
-        sampling: str = "iid",
+        sampling: str | None = None,
         parallel: int = 1,
         w: float = 0.9,
         metric: str = "answer_in_context",
@@ -210,7 +215,7 @@ class Study:
         """Check every setting that needs no data; errors name the option and the value."""
         from autorag_hp.pipeline import list_generators
         from autorag_hp.pipeline._metrics import list_metrics, needs_answer
-        from autorag_hp.strategies import list_strategies, parse_strategy_spec
+        from autorag_hp.strategies import list_strategies, parse_strategy_spec, strategy_class
 
         n = self._name
         parse_budget(self.budget, name=n("budget"))
@@ -235,11 +240,13 @@ class Study:
         if self.generator_options and self.generator == "none":
             raise ValueError(f"{n('generator_options')} needs {n('generator')} (the 'none' generator takes no options)")
         check_int(n("seed"), self.seed, minimum=0)
-        check_sampling(self.sampling, name=n("sampling"))
         spec = parse_strategy_spec(self.strategy)
         if spec.name not in list_strategies():
             raise ValueError(f"{n('strategy')} must be one of {list_strategies()} (optionally name:key=value), "
                              f"got {self.strategy!r}")
+        if self.sampling is None:
+            self.sampling = getattr(strategy_class(spec.name), "default_sampling", "iid")
+        check_sampling(self.sampling, name=n("sampling"))
         if not isinstance(self.grid, (str, os.PathLike)) or (
             isinstance(self.grid, str) and self.grid not in GRID_MODES and not self.grid.endswith(".csv")
         ):
@@ -304,7 +311,8 @@ class Study:
         space = SearchSpace.from_dict(saved["space"])
         cache = s.get("cache", True) if cache is None else cache
         study = cls(pipeline, data, space, strategy=s["strategy"], budget=s["budget"] if budget is None else budget,
-                    batch=s["batch"], sampling=s.get("sampling", "iid"), parallel=s["parallel"], w=s["w"], metric=s["metric"], t_max=s.get("t_max"),
+                    batch=s["batch"], sampling=s.get("sampling", "iid"),  # runs saved before it was recorded were iid
+                    parallel=s["parallel"], w=s["w"], metric=s["metric"], t_max=s.get("t_max"),
                     grid=s.get("grid", "auto"), seed=s["seed"], run_dir=run_dir, cache=cache,
                     generator=s.get("generator", "none"), generator_options=s.get("generator_options") or {},
                     **options)
