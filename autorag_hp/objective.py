@@ -12,7 +12,7 @@ import numpy as np
 from autorag_hp._seeds import generator
 
 __all__ = ["Outcome", "Objective", "check_reward", "reward", "check_w", "check_t_max", "SAMPLING_MODES",
-           "check_sampling", "paired_questions", "PairedSampling"]
+           "check_sampling", "paired_questions", "paired_population", "PairedSampling"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,25 @@ def paired_questions(n: int, batch: int, *, seed: int, ordinal: int) -> np.ndarr
     epoch, pos = divmod(int(ordinal) * batch, per)
     order = generator("paired-questions", seed, epoch).permutation(n)
     return order[pos:pos + batch]
+
+
+def paired_population(strategy_class: type, options: Mapping[str, Any], *, sampling: str, n_questions: int,
+                      batch: int) -> dict[str, Any]:
+    """The ``population`` option to pass a strategy whose options have one (the structured
+    strategies) when it is ``"auto"`` (given or by default): ``n_questions // batch`` pulls per
+    pass of :func:`paired_questions` under ``sampling="paired"``, 0 (off) under ``"iid"`` or with a
+    heavy-tailed residual (``residual_tail`` > 0). ``{}`` for a strategy without the option or a
+    value the user set; Study and the bench replay call this one helper."""
+    fields = getattr(getattr(strategy_class, "Options", None), "__dataclass_fields__", {})
+    if "population" not in fields:
+        return {}
+    value = options.get("population", fields["population"].default)
+    if value != "auto":
+        return {}
+    tail = options.get("residual_tail", fields["residual_tail"].default if "residual_tail" in fields else 0)
+    if sampling != "paired" or tail:
+        return {"population": 0}
+    return {"population": int(n_questions) // max(1, min(int(batch), int(n_questions)))}
 
 
 class PairedSampling:

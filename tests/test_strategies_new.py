@@ -319,3 +319,109 @@ def test_heavy_tailed_residual_keeps_model_variances_exact_through_rank_one_upda
             np.testing.assert_allclose(s._lev_h[s._lev_pos[pulled[tracked]]], direct, rtol=1e-9, atol=1e-15)
             checked += 1
     assert checked >= 10
+
+
+# -- finite population (paired sampling) ----------------------------------------------------------
+def test_population_off_leaves_results_bit_identical():
+    space = small_space()
+    truth = additive_truth(space)
+    a = run("structured-tt", space, truth, 60)
+    b = run("structured-tt", space, truth, 60, population=0)
+    assert a.best(5) == b.best(5) and np.array_equal(a._mu, b._mu) and np.array_equal(a._root, b._root)
+    # ... and equal to the committed tuning-set run (evals/results/ten_percent_tuning_synthetic.json,
+    # structured-tt:residual_tail=0@paired/b4, medium surface, seed 1000), made before the option existed
+    from autorag_hp.bench import make_surface, run_one
+
+    # (structured-tt:residual_tail=0@paired/b4 then; with population="auto" the default, population=0 now);
+    # iid sampling leaves the default off
+    for spec, sampling, want in (("structured-tt:residual_tail=0:population=0", "paired",
+                                  [0.021244066412156593, 0.0023593018123586607]),
+                                 ("structured-tt:residual_tail=0", "iid", [0.0015854506960498727] * 2)):
+        r = run_one(make_surface("medium", seed=1000), spec, 1000, budget=0.2, batch=4, checkpoints=1,
+                    at_budgets=(0.1, 0.2), sampling=sampling)
+        assert [a["simple_regret"] for a in r["at_budgets"]] == want
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"population": -1}, "population must be a whole number >= 0 .* got -1"),
+    ({"population": 2.5}, "population must be a whole number >= 0 .* got 2.5"),
+    ({"population": "all"}, "population must be a whole number >= 0 .* or 'auto', got 'all'"),
+    ({"population": 5, "residual_tail": 0.05}, "population=5 needs residual_tail=0 .* got residual_tail=0.05"),
+])
+def test_population_is_validated(bad, match):
+    with pytest.raises(ValueError, match=match):
+        make_strategy("structured-tt", small_space(), **bad)
+
+
+def test_population_keeps_the_rank_one_posterior_exact():
+    # with population P a configuration's mean counts n / (s2 f(n) + n tau^2), f = max(1 - min(n, P)/P, 1e-3)
+    space = small_space()
+    p = 4
+    s = run("structured-ts", space, additive_truth(space), 120, residual_eb=False, residual_scale=0.05, population=p)
+    t2 = 0.05 ** 2
+
+    def expected():
+        prec = np.diag(s.prior_prec)
+        b = np.zeros(s.design.d)
+        for i in np.flatnonzero(s.n_c):
+            x = np.zeros(s.design.d)
+            x[s.design.active(space.coords_of_index(int(i)))] = 1.0
+            n = s.n_c[i]
+            w = n / (s._s2 * max(1 - min(n, p) / p, 1e-3) + n * t2)
+            prec += w * np.outer(x, x)
+            b += w * (s.sum_c[i] / n) * x
+        cov = np.linalg.inv(prec)
+        return cov @ b, cov
+
+    mu, cov = expected()  # the rank-one path: at the noise variance of the last factorisation
+    assert np.allclose(s._mu, mu, atol=1e-7) and np.allclose(s._root @ s._root.T, cov, atol=1e-8)
+    s._factor()  # a fresh factorisation (at the current noise variance) agrees too
+    mu, cov = expected()
+    assert np.allclose(s._mu, mu, atol=1e-7) and np.allclose(s._root @ s._root.T, cov, atol=1e-8)
+
+
+def test_population_trusts_a_fully_seen_configuration_and_proposes_it_no_more():
+    space = small_space()
+    truth = additive_truth(space)
+    p = 3
+    s = run("structured-tt", space, truth, 80, population=p)  # 36 configurations x 3 pulls > 80
+    assert s.n_c.max() <= p  # a configuration that saw every question is not proposed while others remain
+    done = np.flatnonzero(s.n_c >= p)
+    assert len(done)
+    k, sd = s._shrink(s._s2)
+    assert np.all(k[done] > 0.95) and np.all(sd[done] < 0.01)  # its own mean is (nearly) exact
+    recs = s.best(3)
+    assert all(r.ci_low <= r.mean <= r.ci_high for r in recs)
+
+
+def test_population_survives_state_and_load():
+    space = small_space()
+    truth = additive_truth(space)
+    a = run("structured-tt", space, truth, 40, population=4)
+    b = make_strategy("structured-tt", space, seed=0, population=4)
+    b.load(json.loads(json.dumps(a.state())))
+    assert b.describe()["options"]["population"] == 4
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        ca, cb = a.ask(), b.ask()
+        assert ca == cb
+        r = float(truth[space.index(ca)] + 0.1 * rng.standard_normal())
+        a.tell(ca, r)
+        b.tell(cb, r)
+    assert a.best(3) == b.best(3)
+
+
+def test_paired_population_helper():
+    from autorag_hp.objective import paired_population
+    from autorag_hp.strategies import strategy_class
+
+    tt, hier = strategy_class("structured-tt"), strategy_class("hier-ucb")
+    kw = {"n_questions": 50, "batch": 4}
+    assert paired_population(tt, {"population": "auto"}, sampling="paired", **kw) == {"population": 12}
+    assert paired_population(tt, {"population": "auto"}, sampling="iid", **kw) == {"population": 0}
+    assert paired_population(tt, {"population": "auto", "residual_tail": 0.05}, sampling="paired", **kw) == \
+        {"population": 0}
+    assert paired_population(tt, {"population": 7}, sampling="paired", **kw) == {}  # the user's value stays
+    assert paired_population(hier, {}, sampling="paired", **kw) == {}
+    default = tt.Options().population
+    assert paired_population(tt, {}, sampling="paired", **kw) == ({"population": 12} if default == "auto" else {})

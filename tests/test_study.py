@@ -178,6 +178,9 @@ def test_paired_sampling_resumes_exactly(tmp_path):
     assert [(p["config"], [d["question_id"] for d in p["details"]], p["reward"])
             for p in _pulls(cut / "journal.jsonl")] == key
     assert [b.config for b in resumed.best(3)] == [b.config for b in full.best(3)]
+    # the resumed run's regret log replays the journaled pulls with the model that ran (population set)
+    assert full.strategy.describe()["options"]["population"] == 12 // 3
+    assert resumed.regret == full.regret
     with pytest.raises(ValueError, match="sampling must be one of 'iid', 'paired', got 'pairs'"):
         _study(Stack(), tmp_path, "bad", sampling="pairs")
 
@@ -449,3 +452,17 @@ def test_cli_grid_then_tune_then_resume_never_calls_the_stack_again(stack_module
     assert main(["tune", "--pipeline", f"{stack_module}:pipeline", "--space", "space.toml", *data, "--grid", "never",
                  "--t-max", "30", "--no-cache", "--budget", "16", "--out", "run3", "--quiet", "--no-plots"]) == 0
     assert mod_calls() - before == 1 + 16
+
+
+@pytest.mark.parametrize(("strategy", "sampling", "population"), [
+    ("structured-tt", "paired", 12 // 3),  # the default under paired sampling: 12 questions // 3 per pull
+    ("structured-tt", "iid", 0),
+    ("structured-tt:population=auto", "paired", 12 // 3),
+    ("structured-tt:population=auto", "iid", 0),
+    ("structured-tt:population=2", "paired", 2),
+    ("hier-ucb", "paired", None),
+])
+def test_paired_study_sets_the_structured_population(tmp_path, strategy, sampling, population):
+    result = _study(Stack(), tmp_path, strategy=strategy, budget=60, batch=3, sampling=sampling, plots=False).run()
+    opts = result.strategy.describe()["options"]
+    assert opts.get("population") == population

@@ -13,7 +13,8 @@ from autorag_hp._io import atomic_write_json
 from autorag_hp._validation import check_positive_int
 from autorag_hp.bench._stats import RECALL_AT
 from autorag_hp.bench._table import ReplayTable
-from autorag_hp.strategies import StrategySpec, make_strategy, parse_strategy_spec
+from autorag_hp.objective import paired_population
+from autorag_hp.strategies import StrategySpec, make_strategy, parse_strategy_spec, strategy_class
 
 __all__ = ["recommendation_metrics", "run_one", "run_budgets", "run_replay", "write_results"]
 
@@ -62,7 +63,9 @@ def run_one(table: ReplayTable, spec: StrategySpec | str, seed: int, *, budget: 
     marks = {max(1, round(n_pulls * (j + 1) / checkpoints)) for j in range(checkpoints)}
     want = set(stops.values())
     truth = table.truth()
-    strategy = make_strategy(spec.name, table.space, seed=seed, **dict(spec.options))
+    options = {**spec.options, **paired_population(strategy_class(spec.name), spec.options, sampling=sampling,
+                                                    n_questions=table.n_questions, batch=batch)}
+    strategy = make_strategy(spec.name, table.space, seed=seed, **options)
     objective = table.objective(batch=batch, seed=seed, sampling=sampling)
     counts = np.zeros(len(table.space), dtype=np.int64)
     regrets: list[float] = []

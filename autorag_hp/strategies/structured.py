@@ -11,7 +11,9 @@ configuration, learned from that configuration's own pulls (with ``residual_tail
 mixture: ``N(0, residual_wide**2)`` with that probability, the component's posterior weight set
 per configuration by its own pulls, used in the blend, the draws and the intervals; the
 regression keeps the single variance; enumerated spaces only); the noise variance is the
-pooled within-configuration variance (plug-in). The residual is marginalised out of the
+pooled within-configuration variance (plug-in); with ``population`` P (paired sampling: a
+configuration's first P pulls see disjoint questions) a configuration's own-mean noise variance
+is sigma^2 f(n) / n, f(n) = max(1 - min(n, P) / P, 1e-3). The residual is marginalised out of the
 regression: a configuration's pulls enter it through their mean, with precision
 ``n_c / (sigma^2 + n_c tau^2)`` rather than ``n_c / sigma^2``, so they are not counted twice
 (once in the model, once in the blend with the configuration's own mean). A pull's one-hot
@@ -89,6 +91,13 @@ class StructuredTSOptions:
     ``stop_level``, ``stop_top``, checked every ``stop_every`` tells after ``stop_min_pulls``).
     ``warm_start``: proxy observations, a journal path or a list of {"config", "reward"}
     records; ``warm_weight``: what one proxy pull counts for, in target pulls.
+    ``population``: pulls per pass of paired sampling (N questions // batch; 0 = off; "auto" =
+    set by Study and the bench replay to N // batch under paired sampling, off otherwise): a
+    configuration's first P pulls are disjoint question sets, so its own mean's noise variance
+    after n pulls is sigma^2 / n * max(1 - min(n, P) / P, 1e-3) (finite-population correction,
+    in the blend, the regression, the draws, the intervals and the stopping rule), and a
+    configuration with n >= P is not proposed again while others remain. Enumerated spaces
+    only; needs ``residual_tail=0``.
     """
 
     interactions: str = "auto"
@@ -110,6 +119,8 @@ class StructuredTSOptions:
     stop_samples: int = 256
     warm_start: Any = None
     warm_weight: float = 0.25
+    population: int | str = 0
+
 
     def __post_init__(self) -> None:
         if not isinstance(self.interactions, str) or not self.interactions.strip():
@@ -135,6 +146,13 @@ class StructuredTSOptions:
         check_int("init", self.init, minimum=0)
         for f in ("top_m", "stop_top", "stop_every", "stop_min_pulls", "stop_samples"):
             check_positive_int(f, getattr(self, f))
+        pop = self.population
+        if pop != "auto" and (isinstance(pop, bool) or not isinstance(pop, int) or pop < 0):
+            raise ValueError(f"population must be a whole number >= 0 of pulls per pass of paired sampling "
+                             f"(0 = off) or 'auto', got {pop!r}")
+        if pop not in (0, "auto") and self.residual_tail > 0:
+            raise ValueError(f"population={pop!r} needs residual_tail=0 (the heavy-tailed residual does not model "
+                             f"the finite question population), got residual_tail={self.residual_tail!r}")
         ws = self.warm_start
         if ws is not None and not isinstance(ws, str) and not (isinstance(ws, (list, tuple))):
             raise ValueError(f"warm_start must be a journal path or a list of {{'config', 'reward'}} records, got {ws!r}")
@@ -146,10 +164,13 @@ class StructuredTopTwoOptions(StructuredTSOptions):
     challenger drawn among a fresh sample's top ``top_m=5`` (the paper's Recall@5 is top-5
     identification). The heavy-tailed residual stays off (``residual_tail=0``): under the
     sampling ``tune`` uses (paired) it was significantly worse at 10% of grid calls on the
-    tuning set and no better at 20% (docs/strategies.md, "10% of grid calls")."""
+    tuning set and no better at 20% (docs/strategies.md, "10% of grid calls"). ``population="auto"``:
+    under paired sampling Study and the bench replay set it to N // batch (the finite-population
+    correction won on the tuning set, same section); made directly, the strategy runs with it off."""
 
     leader_prob: float = 0.5
     top_m: int = 5
+    population: int | str = "auto"
 
 
 class _Design:
@@ -273,6 +294,7 @@ class StructuredTS(Strategy):
         self._warm_n = 0
         self._tot = [0, 0.0, 0.0]  # count, sum, sum of squares of target rewards
         self._tau2 = o.residual_scale ** 2
+        self._population = o.population if isinstance(o.population, int) and self.enumerate else 0
         self._blend_key: tuple[float, float] | None = None
         self._blend_cache: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.empty(0),) * 3
         self._blend_dirty: set[int] = set()
@@ -373,14 +395,16 @@ class StructuredTS(Strategy):
 
     def _residual_moment(self) -> float:
         """Method-of-moments estimate of the residual variance tau^2 (pull-weighted):
-        E[n_c (mean_c - model_c)^2] = n_c tau^2 + sigma^2 over pulled configurations."""
+        E[n_c (mean_c - model_c)^2] = n_c tau^2 + sigma^2 (times the finite-population factor
+        with ``population``) over pulled configurations."""
         pulled = np.flatnonzero(self.n_c)
         if len(pulled) < 10:
             return 0.0
         f = self.design.score_all(self._mu)[pulled]
         n = self.n_c[pulled]
         r = self.sum_c[pulled] / n - f
-        return float(max((np.sum(n * r * r) - len(pulled) * self._s2) / n.sum(), 0.0))
+        noise = np.sum(self._own_s2(self._s2, n)) if self._population else len(pulled) * self._s2
+        return float(max((np.sum(n * r * r) - noise) / n.sum(), 0.0))
 
     def noise_var(self) -> float:
         """Plug-in variance of one pull: pooled within-configuration, shrunk to the overall spread."""
@@ -402,7 +426,7 @@ class StructuredTS(Strategy):
         s2 = self.noise_var()
         a = self.gram / s2
         b = self.xty / s2
-        if self.enumerate and self._tau2 > 0:
+        if self.enumerate and (self._tau2 > 0 or self._population):
             # The gram counts every pull of a configuration as independent evidence on the model
             # (n / s2); with the residual u_c the configuration's mean says only n / (s2 + n tau2)
             # about it. Take the difference out, so a configuration's pulls are not counted twice
@@ -410,7 +434,7 @@ class StructuredTS(Strategy):
             pulled = np.flatnonzero(self.n_c)
             if len(pulled):
                 n = self.n_c[pulled]
-                cut = n / s2 - n / (s2 + n * self._tau2)
+                cut = n / s2 - n / (self._own_s2(s2, n) + n * self._tau2)
                 x = self._design_matrix(pulled)
                 a -= (x.T @ sparse.diags(cut) @ x).toarray()
                 b -= x.T @ (cut * self.sum_c[pulled] / n)
@@ -442,6 +466,14 @@ class StructuredTS(Strategy):
         regression with precision w(n) = n / (s2 + n tau2), so the posterior gains precision
         w(n1) - w(n0) at the pseudo-observation that moves w * mean = s / (s2 + n tau2) exactly."""
         s2, t2 = self._s2, self._tau2
+        if self._population:  # w(n) = n / (s2 f(n) + n tau2), f the finite-population factor
+            a0, a1 = self._own_s2(s2, n0), self._own_s2(s2, n1)
+            dw = n1 / (a1 + n1 * t2) - n0 / (a0 + n0 * t2)
+            if dw <= 0:
+                return
+            target = (s1 / (a1 + n1 * t2) - s0 / (a0 + n0 * t2)) / dw
+            self._observe(idx, target, s2 * dw)
+            return
         dw = n1 / (s2 + n1 * t2) - n0 / (s2 + n0 * t2)
         if dw <= 0:
             return
@@ -467,11 +499,23 @@ class StructuredTS(Strategy):
             return self._mu + self._root @ rng.standard_normal(d)
         return self._mu[None, :] + rng.standard_normal((size, d)) @ self._root.T
 
+    def _own_s2(self, s2: float, n):
+        """sigma^2 as it enters the variance sigma^2 / n of a configuration's own mean over n pulls:
+        with ``population`` P (paired sampling) times the finite-population factor
+        max(1 - min(n, P) / P, 1e-3); without it sigma^2 itself."""
+        p = self._population
+        if not p:
+            return s2
+        if isinstance(n, np.ndarray):
+            return s2 * np.maximum(1.0 - np.minimum(n, p) / p, 1e-3)
+        return s2 * max(1.0 - min(float(n), p) / p, 1e-3)
+
     def _shrink(self, s2: float) -> tuple[np.ndarray, np.ndarray]:
         """Per configuration: weight k_c of its own mean against the model, and residual sd."""
         t2 = self._tau2
         if t2 == 0:
             return np.zeros_like(self.n_c), np.zeros_like(self.n_c)
+        s2 = self._own_s2(s2, self.n_c)
         denom = self.n_c * t2 + s2
         return self.n_c * t2 / denom, np.sqrt(t2 * s2 / denom)
 
@@ -489,10 +533,11 @@ class StructuredTS(Strategy):
             t2, s2 = self._tau2, self._s2
             for i in self._blend_dirty:
                 n = self.n_c[i]
-                k = n * t2 / (n * t2 + s2) if t2 > 0 else 0.0
+                s2i = self._own_s2(s2, n)
+                k = n * t2 / (n * t2 + s2i) if t2 > 0 else 0.0
                 one_minus_k[i] = 1.0 - k
                 k_own[i] = k * self.sum_c[i] / n
-                sd[i] = math.sqrt(t2 * s2 / (n * t2 + s2)) if t2 > 0 else 0.0
+                sd[i] = math.sqrt(t2 * s2i / (n * t2 + s2i)) if t2 > 0 else 0.0
             self._blend_dirty.clear()
         return self._blend_cache
 
@@ -585,9 +630,17 @@ class StructuredTS(Strategy):
         xi = self.rng.standard_normal(len(f)) if self._tau2 > 0 or tail else None
         u = self.rng.random(len(f)) if tail else None
         v = self._values(f, xi, u)
+        left = len(v)
+        if self._population:  # a configuration that has seen every question is not proposed while others remain
+            done = self.n_c >= self._population
+            left -= int(done.sum())
+            if left:
+                v[done] = -np.inf
+            else:
+                left = len(v)
         if exclude is not None:
             v[exclude] = -np.inf
-        if top_m > 1 and len(v) > top_m:
+        if top_m > 1 and left > top_m:
             top = np.argpartition(-v, top_m - 1)[:top_m]
             top = np.sort(top[top != exclude]) if exclude is not None else np.sort(top)
             return int(top[self.rng.integers(len(top))])

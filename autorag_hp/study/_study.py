@@ -15,7 +15,7 @@ from autorag_hp._budget import budget_calls as calls_of_budget
 from autorag_hp._budget import parse_budget
 from autorag_hp._io import atomic_write_text
 from autorag_hp._validation import check_int, check_positive_int
-from autorag_hp.objective import check_sampling, check_t_max, check_w
+from autorag_hp.objective import check_sampling, check_t_max, check_w, paired_population
 
 __all__ = ["Study", "StudyResult", "parse_budget", "RUN_FILE", "JOURNAL"]
 
@@ -395,7 +395,7 @@ class Study:
         """Run (or continue) the study; returns its :class:`StudyResult`."""
         from autorag_hp.pipeline import GridResult, PipelineObjective, run_grid
         from autorag_hp.regret import GroundTruth
-        from autorag_hp.strategies import make_strategy, parse_strategy_spec, strategy_class
+        from autorag_hp.strategies import StrategySpec, make_strategy, parse_strategy_spec, strategy_class
         from autorag_hp.tuner import tune
 
         n = self._name
@@ -471,6 +471,8 @@ class Study:
         if "t_max" in getattr(getattr(strategy_class(spec.name), "Options", None), "__dataclass_fields__", {}) \
                 and "t_max" not in spec.options:
             extra["t_max"] = float(t_max)  # a multi-objective strategy scalarises on the run's reward scale
+        extra.update(paired_population(strategy_class(spec.name), spec.options, sampling=self.sampling,
+                                       n_questions=len(questions), batch=self.batch))
         strategy = make_strategy(spec, space, seed=self.seed, **extra)
         objective = PipelineObjective(pipeline, dataset, metric=self.metric, w=self.w, t_max=t_max,
                                       batch=self.batch, seed=self.seed, sampling=self.sampling)
@@ -536,7 +538,9 @@ class Study:
         if grid is not None:
             means = grid.mean_rewards()
             truth = GroundTruth(space, [means[i] for i in range(len(space))])
-            rows = regret_log(self.strategy, self.seed, space, truth, result.records, grid_calls, best_after)
+            replay_spec = (StrategySpec(spec.name, {**spec.options, "population": extra["population"]})
+                           if "population" in extra else self.strategy)  # the replay runs the model that ran
+            rows = regret_log(replay_spec, self.seed, space, truth, result.records, grid_calls, best_after)
             g_best = grid.best(1)[0]
             for entry, rec in zip(summary["best"], best):
                 entry["true_mean"] = truth.value(rec.config)
