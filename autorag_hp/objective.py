@@ -111,7 +111,7 @@ def paired_questions(n: int, batch: int, *, seed: int, ordinal: int) -> np.ndarr
 def paired_population(strategy_class: type, options: Mapping[str, Any], *, sampling: str, n_questions: int,
                       batch: int) -> dict[str, Any]:
     """The ``population`` option to pass a strategy whose options have one (the structured
-    strategies) when it is ``"auto"`` (given or by default): ``n_questions // batch`` pulls per
+    strategies) when it is ``"auto"`` (given or by default): ``n_questions / batch`` pulls per
     pass of :func:`paired_questions` under ``sampling="paired"``, 0 (off) under ``"iid"`` or with a
     heavy-tailed residual (``residual_tail`` > 0). ``{}`` for a strategy without the option or a
     value the user set; Study and the bench replay call this one helper."""
@@ -124,7 +124,7 @@ def paired_population(strategy_class: type, options: Mapping[str, Any], *, sampl
     tail = options.get("residual_tail", fields["residual_tail"].default if "residual_tail" in fields else 0)
     if sampling != "paired" or tail:
         return {"population": 0}
-    return {"population": int(n_questions) // max(1, min(int(batch), int(n_questions)))}
+    return {"population": int(n_questions) / max(1, min(int(batch), int(n_questions)))}
 
 
 class PairedSampling:

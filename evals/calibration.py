@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from autorag_hp.bench import DIFFICULTIES, ReplayTable, default_grid_path, load_grid, make_surface  # noqa: E402
-from autorag_hp.strategies import make_strategy, parse_strategy_spec  # noqa: E402
+from autorag_hp.objective import paired_population  # noqa: E402
+from autorag_hp.strategies import make_strategy, parse_strategy_spec, strategy_class  # noqa: E402
 from autorag_hp.tuner import tune  # noqa: E402
 
 STRATEGIES = [
@@ -61,13 +62,21 @@ def _table(bucket: str, seed: int) -> ReplayTable:
     return load_grid(REAL[bucket]).table
 
 
-def _coverage_job(args: tuple[str, str, int, int, tuple[float, ...]]) -> list[dict[str, Any]]:
+def _make(spec_text: str, table: ReplayTable, seed: int, batch: int, sampling: str, **extra: Any):
+    """The strategy as ``bench.run_one`` builds it (``population`` resolved for ``sampling``)."""
+    spec = parse_strategy_spec(spec_text)
+    options = {**dict(spec.options), **extra}
+    options.update(paired_population(strategy_class(spec.name), options, sampling=sampling,
+                                     n_questions=table.n_questions, batch=batch))
+    return make_strategy(spec.name, table.space, seed=seed, **options)
+
+
+def _coverage_job(args: tuple[str, str, int, int, tuple[float, ...], str]) -> list[dict[str, Any]]:
     """One run; at each checkpoint, one row per ``best(TOP)`` entry."""
-    bucket, spec_text, seed, batch, marks = args
+    bucket, spec_text, seed, batch, marks, sampling = args
     table = _table(bucket, seed)
     truth = table.truth()
-    spec = parse_strategy_spec(spec_text)
-    strategy = make_strategy(spec.name, table.space, seed=seed, **dict(spec.options))
+    strategy = _make(spec_text, table, seed, batch, sampling)
     at = {max(1, int(m * table.grid_calls) // batch): m for m in marks}
     rows: list[dict[str, Any]] = []
     n = [0]
@@ -89,19 +98,17 @@ def _coverage_job(args: tuple[str, str, int, int, tuple[float, ...]]) -> list[di
                 "simple_regret": regret, "recall@5": recall,
             })
 
-    tune(strategy, table.objective(batch=batch, seed=seed), budget_calls=int(max(marks) * table.grid_calls),
-         calls_per_pull=batch, callback=on_pull)
+    tune(strategy, table.objective(batch=batch, seed=seed, sampling=sampling),
+         budget_calls=int(max(marks) * table.grid_calls), calls_per_pull=batch, callback=on_pull)
     return rows
 
 
-def _stop_job(args: tuple[str, int, int, float, float, str]) -> dict[str, Any]:
-    bucket, seed, batch, cap, epsilon, spec_text = args
+def _stop_job(args: tuple[str, int, int, float, float, str, str]) -> dict[str, Any]:
+    bucket, seed, batch, cap, epsilon, spec_text, sampling = args
     table = _table(bucket, seed)
     truth = table.truth()
-    spec = parse_strategy_spec(spec_text)
-    s = make_strategy(spec.name, table.space, seed=seed, **{**dict(spec.options), "stop": True,
-                                                            "stop_epsilon": epsilon, "stop_level": 0.95})
-    res = tune(s, table.objective(batch=batch, seed=seed), budget_calls=int(cap * table.grid_calls),
+    s = _make(spec_text, table, seed, batch, sampling, stop=True, stop_epsilon=epsilon, stop_level=0.95)
+    res = tune(s, table.objective(batch=batch, seed=seed, sampling=sampling), budget_calls=int(cap * table.grid_calls),
                calls_per_pull=batch)
     regret = truth.regret(s.best(1)[0].config)
     stopped = res.stop_reason.startswith("exhausted")
@@ -206,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stop-cap", type=float, default=0.6, help="stopping runs end here if the rule has not fired")
     ap.add_argument("--stop-epsilon", type=float, default=0.01)
     ap.add_argument("--stop-strategy", default="structured-tt", help="the strategy spec the stopping runs use")
+    ap.add_argument("--sampling", choices=("iid", "paired"), default="iid",
+                    help="how pulls pick questions (paired also sets structured-tt's finite-population term)")
     ap.add_argument("--skip-stop", action="store_true")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--label", default="", help="stored in the JSON (e.g. 'before' / 'after')")
@@ -220,9 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     marks = tuple(float(x) for x in args.checkpoints.split(","))
     t0 = time.time()
-    jobs = [(b, s, seed, args.batch, marks) for s in specs for b in buckets for seed in seeds]
-    stop_jobs = [] if args.skip_stop else [(b, seed, args.batch, args.stop_cap, args.stop_epsilon, args.stop_strategy)
-                                           for b in buckets for seed in seeds]
+    jobs = [(b, s, seed, args.batch, marks, args.sampling) for s in specs for b in buckets for seed in seeds]
+    stop_jobs = [] if args.skip_stop else [(b, seed, args.batch, args.stop_cap, args.stop_epsilon, args.stop_strategy,
+                                            args.sampling) for b in buckets for seed in seeds]
     rows: list[dict[str, Any]] = []
     stops: list[dict[str, Any]] = []
     with Pool(args.workers) as pool:
@@ -244,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps({
         "label": args.label, "command": "python evals/calibration.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "seeds": seeds, "batch": args.batch, "checkpoints": marks, "buckets": buckets, "strategies": specs,
-        "stop_cap": args.stop_cap, "stop_epsilon": args.stop_epsilon, "stop_strategy": args.stop_strategy,
+        "stop_cap": args.stop_cap, "stop_epsilon": args.stop_epsilon, "stop_strategy": args.stop_strategy, "sampling": args.sampling,
         "seconds": elapsed,
         "summary": summary, "stops": stops,
     }, indent=1))

@@ -45,7 +45,7 @@ it was replaced by (1) + (2) before the default grid's tuning runs were read.
 Writes ``evals/results/ten_percent_<set>.json``.
 
 ``structured-tt``'s ``population`` option defaults to ``"auto"`` (the finite-population correction,
-N // batch pulls per pass under paired sampling; docs/strategies.md, "Finite-population
+N / batch pulls per pass under paired sampling; docs/strategies.md, "Finite-population
 correction"). The stored tuning runs of the ``@paired`` arms above predate it (``population=0``);
 rerun today the same labels mean ``population="auto"``: add ``:population=0`` to reproduce them.
 """
@@ -97,7 +97,7 @@ CANDIDATES = [
     f"{TT}:residual_scale=0.05@paired/b2",
     "structured-tt:residual_tail=0.02@paired/b4",
     "structured-tt:residual_tail=0.05@paired/b4",
-    f"{TT}:population=auto@paired/b4",  # finite-population correction (pulls per pass = N // batch)
+    f"{TT}:population=auto@paired/b4",  # finite-population correction (pulls per pass = N / batch)
 ]
 RULE = ("a candidate qualifies if (1) at 10% of grid calls on the tuning set's real grid (the shipped default grid, "
         "question seeds 1000..) its mean simple regret is <= and its mean Recall@5 >= the bar's (structured-tt, iid, "

@@ -343,9 +343,10 @@ def test_population_off_leaves_results_bit_identical():
 
 
 @pytest.mark.parametrize("bad,match", [
-    ({"population": -1}, "population must be a whole number >= 0 .* got -1"),
-    ({"population": 2.5}, "population must be a whole number >= 0 .* got 2.5"),
-    ({"population": "all"}, "population must be a whole number >= 0 .* or 'auto', got 'all'"),
+    ({"population": -1}, r"population must be 0 \(off\), a number >= 1 .* got -1"),
+    ({"population": 0.5}, r"population must be 0 \(off\), a number >= 1 .* got 0.5"),
+    ({"population": float("nan")}, r"population must be 0 \(off\), a number >= 1 .* got nan"),
+    ({"population": "all"}, r"population must be 0 \(off\), a number >= 1 .* or 'auto', got 'all'"),
     ({"population": 5, "residual_tail": 0.05}, "population=5 needs residual_tail=0 .* got residual_tail=0.05"),
 ])
 def test_population_is_validated(bad, match):
@@ -417,11 +418,24 @@ def test_paired_population_helper():
 
     tt, hier = strategy_class("structured-tt"), strategy_class("hier-ucb")
     kw = {"n_questions": 50, "batch": 4}
-    assert paired_population(tt, {"population": "auto"}, sampling="paired", **kw) == {"population": 12}
+    assert paired_population(tt, {"population": "auto"}, sampling="paired", **kw) == {"population": 12.5}
     assert paired_population(tt, {"population": "auto"}, sampling="iid", **kw) == {"population": 0}
     assert paired_population(tt, {"population": "auto", "residual_tail": 0.05}, sampling="paired", **kw) == \
         {"population": 0}
     assert paired_population(tt, {"population": 7}, sampling="paired", **kw) == {}  # the user's value stays
     assert paired_population(hier, {}, sampling="paired", **kw) == {}
     default = tt.Options().population
-    assert paired_population(tt, {}, sampling="paired", **kw) == ({"population": 12} if default == "auto" else {})
+    assert paired_population(tt, {}, sampling="paired", **kw) == ({"population": 12.5} if default == "auto" else {})
+
+
+def test_population_counts_the_questions_a_pass_leaves_out():
+    # N = 50 questions, 4 per pull: a pass is 12 whole pulls covering 48 questions, so after 12 pulls
+    # the own mean's variance keeps the factor (N - 48) / N = 0.04 (not the floor), and after 3 pulls
+    # (N - 12) / N; a configuration is not proposed again once it has had 12 pulls.
+    space = small_space()
+    s = make_strategy("structured-tt", space, seed=0, population=50 / 4)
+    assert s._own_s2(1.0, 12) == pytest.approx(2 / 50)
+    assert s._own_s2(1.0, 3) == pytest.approx(38 / 50)
+    assert s._own_s2(1.0, 20) == pytest.approx(1e-3)
+    t = make_strategy("structured-tt", space, seed=0, population=12)
+    assert t._own_s2(1.0, 12) == pytest.approx(1e-3)  # N a multiple of the batch: the pass is exact

@@ -91,12 +91,13 @@ class StructuredTSOptions:
     ``stop_level``, ``stop_top``, checked every ``stop_every`` tells after ``stop_min_pulls``).
     ``warm_start``: proxy observations, a journal path or a list of {"config", "reward"}
     records; ``warm_weight``: what one proxy pull counts for, in target pulls.
-    ``population``: pulls per pass of paired sampling (N questions // batch; 0 = off; "auto" =
-    set by Study and the bench replay to N // batch under paired sampling, off otherwise): a
-    configuration's first P pulls are disjoint question sets, so its own mean's noise variance
-    after n pulls is sigma^2 / n * max(1 - min(n, P) / P, 1e-3) (finite-population correction,
-    in the blend, the regression, the draws, the intervals and the stopping rule), and a
-    configuration with n >= P is not proposed again while others remain. Enumerated spaces
+    ``population``: P = N questions / batch, the pulls in a pass of paired sampling (a real
+    number >= 1; 0 = off; "auto" = set by Study and the bench replay to N / batch under paired
+    sampling, off otherwise): a configuration's first floor(P) pulls are disjoint question sets
+    drawn without replacement from the N, so its own mean's noise variance after n pulls is
+    sigma^2 / n * max(1 - min(n, P) / P, 1e-3), i.e. (N - n * batch) / N (finite-population
+    correction, in the blend, the regression, the draws, the intervals and the stopping rule),
+    and a configuration with n >= floor(P) is not proposed again while others remain. Enumerated spaces
     only; needs ``residual_tail=0``.
     """
 
@@ -147,9 +148,10 @@ class StructuredTSOptions:
         for f in ("top_m", "stop_top", "stop_every", "stop_min_pulls", "stop_samples"):
             check_positive_int(f, getattr(self, f))
         pop = self.population
-        if pop != "auto" and (isinstance(pop, bool) or not isinstance(pop, int) or pop < 0):
-            raise ValueError(f"population must be a whole number >= 0 of pulls per pass of paired sampling "
-                             f"(0 = off) or 'auto', got {pop!r}")
+        if pop != "auto" and (isinstance(pop, bool) or not isinstance(pop, (int, float)) or not math.isfinite(pop)
+                              or not (pop == 0 or pop >= 1)):
+            raise ValueError(f"population must be 0 (off), a number >= 1 of pulls per pass of paired sampling "
+                             f"(N questions / batch) or 'auto', got {pop!r}")
         if pop not in (0, "auto") and self.residual_tail > 0:
             raise ValueError(f"population={pop!r} needs residual_tail=0 (the heavy-tailed residual does not model "
                              f"the finite question population), got residual_tail={self.residual_tail!r}")
@@ -165,7 +167,7 @@ class StructuredTopTwoOptions(StructuredTSOptions):
     identification). The heavy-tailed residual stays off (``residual_tail=0``): under the
     sampling ``tune`` uses (paired) it was significantly worse at 10% of grid calls on the
     tuning set and no better at 20% (docs/strategies.md, "10% of grid calls"). ``population="auto"``:
-    under paired sampling Study and the bench replay set it to N // batch (the finite-population
+    under paired sampling Study and the bench replay set it to N / batch (the finite-population
     correction won on the tuning set, same section); made directly, the strategy runs with it off."""
 
     leader_prob: float = 0.5
@@ -294,7 +296,7 @@ class StructuredTS(Strategy):
         self._warm_n = 0
         self._tot = [0, 0.0, 0.0]  # count, sum, sum of squares of target rewards
         self._tau2 = o.residual_scale ** 2
-        self._population = o.population if isinstance(o.population, int) and self.enumerate else 0
+        self._population = float(o.population) if not isinstance(o.population, str) and self.enumerate else 0.0
         self._blend_key: tuple[float, float] | None = None
         self._blend_cache: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.empty(0),) * 3
         self._blend_dirty: set[int] = set()
@@ -632,7 +634,7 @@ class StructuredTS(Strategy):
         v = self._values(f, xi, u)
         left = len(v)
         if self._population:  # a configuration that has seen every question is not proposed while others remain
-            done = self.n_c >= self._population
+            done = self.n_c >= math.floor(self._population)
             left -= int(done.sum())
             if left:
                 v[done] = -np.inf
