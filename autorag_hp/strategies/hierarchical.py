@@ -112,10 +112,9 @@ class _Hierarchical(Strategy):
                 self.lower[g].pending[arm] -= 1
 
     def _update(self, coords: Coords, reward: float, tag) -> None:
-        if isinstance(self.stats_rule, Discounted):  # decay() is a no-op under the other rules
-            self.upper.decay()
-            for arms in self.lower:
-                arms.decay()
+        self.upper.decay()
+        for arms in self.lower:
+            arms.decay()
         if tag is not None:
             g, arm = tag
             self.upper.update(g, reward, was_pending=True)
@@ -172,21 +171,19 @@ class _Hierarchical(Strategy):
         n = self._check_n(n)
         k = float(self.options.shrinkage)
         sigma = self.stats.noise_std()
-        z = self._z()
         means = self._lower_means()
         recs = []
         for coords, (cnt, s, _) in self.stats.items():
             est = (s + k * self._prior(coords, means)) / (cnt + k) if cnt + k > 0 else s / cnt
-            half = z * sigma / math.sqrt(cnt + k)
-            recs.append((est, cnt, coords, half))
+            recs.append((est, cnt, coords))
         if len(recs) < n:
-            recs.extend(self._unpulled_candidates(n - len(recs), k, sigma, z, means))
+            recs.extend(self._unpulled_candidates(n - len(recs), means))
         jitter = self._tiebreak_rng().random(len(recs))
         order = sorted(range(len(recs)), key=lambda i: (-recs[i][0], -recs[i][1], jitter[i]))[:n]
         bounds = self._intervals([recs[i] for i in order], k, sigma, means)
         out = []
         for i, (lo, hi) in zip(order, bounds):
-            est, cnt, coords, _ = recs[i]
+            est, cnt, coords = recs[i]
             out.append(Recommendation(self.space.config_from_coords(coords), float(est), pull_count(cnt), lo, hi))
         return out
 
@@ -224,7 +221,7 @@ class _Hierarchical(Strategy):
         return p_other, var_p
 
     def _intervals(self, picked, k: float, sigma: float, means: list[np.ndarray]) -> list[tuple[float, float]]:
-        """``confidence`` intervals of the picked ``(estimate, pulls, coords, half)`` entries.
+        """``confidence`` intervals of the picked ``(estimate, pulls, coords)`` entries.
 
         The model: one pull's reward is mean_c + noise (sd ``sigma``), and mean_c lies around the
         configuration's group estimate p_c, taken from the other configurations' pulls, with a
@@ -244,7 +241,7 @@ class _Hierarchical(Strategy):
         z = self._z()
         if k <= 0 or not sigma > 0:
             out = []
-            for est, cnt, _, _ in picked:
+            for est, cnt, _ in picked:
                 half = z * sigma / math.sqrt(cnt + k) if cnt + k > 0 else math.inf
                 out.append((float(est - half), float(est + half)))
             return out
@@ -261,12 +258,12 @@ class _Hierarchical(Strategy):
             if ok.sum() >= 2:
                 d = all_mean[many][ok] - p_other[ok]
                 tau2 = max(float(np.mean(d * d - s2 / all_cnt[many][ok])), 1e-4 * s2)
-        coords = np.array([c for _, _, c, _ in picked], dtype=np.int64).reshape(len(picked), len(self.space.sizes))
-        cnt = np.array([c for _, c, _, _ in picked], dtype=float)
-        own = np.array([self.stats.row(c)[1] / self.stats.row(c)[0] if c in self.stats else 0.0
-                        for _, _, c, _ in picked])
+        coords = np.array([c for _, _, c in picked], dtype=np.int64).reshape(len(picked), len(self.space.sizes))
+        cnt = np.array([c for _, c, _ in picked], dtype=float)
+        rows = [self.stats.row(c) if c in self.stats else None for _, _, c in picked]
+        own = np.array([r[1] / r[0] if r is not None else 0.0 for r in rows])
         p_other, var_p = self._group_view(coords, cnt, own)
-        fallback = np.array([self._prior(c, means) for _, _, c, _ in picked])
+        fallback = np.array([self._prior(c, means) for _, _, c in picked])
         p = np.where(np.isfinite(p_other), p_other, fallback)
         pulled = cnt > 0
         noise = s2 / np.where(pulled, cnt, 1.0)  # variance of the configuration's own mean
@@ -286,10 +283,10 @@ class _Hierarchical(Strategy):
         tail = (1.0 - self.confidence) / 2
         lo = normal_mixture_quantile(w, centres, sds, tail)
         hi = normal_mixture_quantile(w, centres, sds, 1.0 - tail)
-        est = np.array([e for e, _, _, _ in picked], dtype=float)
+        est = np.array([e for e, _, _ in picked], dtype=float)
         return [(float(a), float(b)) for a, b in zip(np.minimum(lo, est), np.maximum(hi, est))]
 
-    def _unpulled_candidates(self, need: int, k: float, sigma: float, z: float, means: list[np.ndarray]):
+    def _unpulled_candidates(self, need: int, means: list[np.ndarray]):
         per_group = []
         for g, arms in enumerate(self.lower):
             q = np.where(arms.n > 0, arms.means(), -np.inf)
@@ -303,7 +300,7 @@ class _Hierarchical(Strategy):
             c = tuple(coords)
             if c in self.stats:
                 continue
-            out.append((self._prior(c, means), 0, c, z * sigma / math.sqrt(k) if k > 0 else math.inf))
+            out.append((self._prior(c, means), 0, c))
         out.sort(key=lambda r: -r[0])
         seen, uniq = set(), []
         for r in out:
@@ -315,7 +312,7 @@ class _Hierarchical(Strategy):
                 c = self.space.coords_of_index(i)
                 if c not in self.stats and c not in seen:
                     seen.add(c)
-                    uniq.append((self._prior(c, means), 0, c, z * sigma / math.sqrt(k) if k > 0 else math.inf))
+                    uniq.append((self._prior(c, means), 0, c))
                 if len(uniq) >= need:
                     break
         return uniq[:need]

@@ -465,21 +465,15 @@ class StructuredTS(Strategy):
 
     def _observe_mean(self, idx: np.ndarray, n0: float, s0: float, n1: float, s1: float) -> None:
         """A configuration's (count, sum) moved from (n0, s0) to (n1, s1): its mean counts in the
-        regression with precision w(n) = n / (s2 + n tau2), so the posterior gains precision
-        w(n1) - w(n0) at the pseudo-observation that moves w * mean = s / (s2 + n tau2) exactly."""
+        regression with precision w(n) = n / (s2 f(n) + n tau2) (f = 1 without ``population``), so
+        the posterior gains precision w(n1) - w(n0) at the pseudo-observation that moves
+        w * mean = s / (s2 f(n) + n tau2) exactly."""
         s2, t2 = self._s2, self._tau2
-        if self._population:  # w(n) = n / (s2 f(n) + n tau2), f the finite-population factor
-            a0, a1 = self._own_s2(s2, n0), self._own_s2(s2, n1)
-            dw = n1 / (a1 + n1 * t2) - n0 / (a0 + n0 * t2)
-            if dw <= 0:
-                return
-            target = (s1 / (a1 + n1 * t2) - s0 / (a0 + n0 * t2)) / dw
-            self._observe(idx, target, s2 * dw)
-            return
-        dw = n1 / (s2 + n1 * t2) - n0 / (s2 + n0 * t2)
+        a0, a1 = self._own_s2(s2, n0), self._own_s2(s2, n1)  # s2 itself without ``population``
+        dw = n1 / (a1 + n1 * t2) - n0 / (a0 + n0 * t2)
         if dw <= 0:
             return
-        target = (s1 / (s2 + n1 * t2) - s0 / (s2 + n0 * t2)) / dw
+        target = (s1 / (a1 + n1 * t2) - s0 / (a0 + n0 * t2)) / dw
         self._observe(idx, target, s2 * dw)
 
     def _observe(self, idx: np.ndarray, reward: float, weight: float) -> None:

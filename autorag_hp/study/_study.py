@@ -538,8 +538,7 @@ class Study:
         if grid is not None:
             means = grid.mean_rewards()
             truth = GroundTruth(space, [means[i] for i in range(len(space))])
-            replay_spec = (StrategySpec(spec.name, {**spec.options, "population": extra["population"]})
-                           if "population" in extra else self.strategy)  # the replay runs the model that ran
+            replay_spec = StrategySpec(spec.name, {**spec.options, **extra})  # the options the run's strategy had
             rows = regret_log(replay_spec, self.seed, space, truth, result.records, grid_calls, best_after)
             g_best = grid.best(1)[0]
             for entry, rec in zip(summary["best"], best):
