@@ -75,6 +75,33 @@ def bench_tuner(size: int, strategy: str, pairs: int) -> dict:
     return summarize(lat, time.perf_counter() - start, time.process_time() - cpu0)
 
 
+def bench_snapshot(remembered: int, workdir: Path) -> dict:
+    """CPU time of one snapshot of a tuner that remembers ``remembered`` answered ids (the service
+    writes one every ``snapshot_every`` records, in a background thread, part of it under the lock)."""
+    from autorag_hp.online import Persistence
+
+    import tomllib
+
+    space = SearchSpace.from_dict(tomllib.loads(SPACE_TOML))  # the HTTP benchmark's space
+    path = workdir / f"snapshot_{remembered}.jsonl"
+    t = OnlineTuner(space, strategy="hier-ts", persistence=Persistence(path, fsync="never", snapshot_every=0))
+    try:
+        for _ in range(remembered // 32):
+            got = t.suggest_many(32)
+            t.feedback_many([(x.id, 0.5) for x in got])
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        t.snapshot()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        size = Path(str(path) + ".snapshot").stat().st_size
+    finally:
+        t.close()
+    row = {"remembered_ids": remembered, "snapshot_cpu_ms": round(cpu * 1e3, 1), "snapshot_wall_ms": round(wall * 1e3, 1),
+           "snapshot_bytes": size}
+    print(f"  snapshot with {remembered:,d} remembered ids: CPU {row['snapshot_cpu_ms']} ms, wall "
+          f"{row['snapshot_wall_ms']} ms, {size:,d} bytes", flush=True)
+    return row
+
+
 def bench_optuna(size: int, sampler: str, pairs: int) -> dict:
     import optuna
 
@@ -316,7 +343,8 @@ def fsync_probe(workdir: Path, n: int = 200) -> dict:
 
 
 def bench_http(levels: list[int], seconds: float, warmup: float, workdir: Path, *, batch: int = 0,
-               rounds: int = 1, profile: Path | None = None) -> dict:
+               rounds: int = 1, profile: Path | None = None, profile_timer: str = "wall",
+               batch_only: bool = False) -> dict:
     """Service and bare app, measured alternately ``rounds`` times (so both see the same load);
     the ratios compare figures of the same round."""
     import urllib.request
@@ -326,7 +354,7 @@ def bench_http(levels: list[int], seconds: float, warmup: float, workdir: Path, 
     space.write_text(SPACE_TOML)
     port_file = workdir / "port"
     prefix = [sys.executable, "-m", "autorag_hp"] if profile is None else \
-        [sys.executable, str(Path(__file__).resolve()), "--serve-profiled", str(profile), "--"]
+        [sys.executable, str(Path(__file__).resolve()), "--serve-profiled", str(profile), profile_timer]
     servers = {
         SERVE: [*prefix, "serve", "--space", str(space), "--journal", str(workdir / "run.jsonl"),
                 "--port", "0", "--port-file", str(port_file), "--fsync", "always"],
@@ -335,7 +363,7 @@ def bench_http(levels: list[int], seconds: float, warmup: float, workdir: Path, 
     for r in range(rounds):
         got: dict = {}
         for name, cmd in servers.items():
-            if profile is not None and name == BARE:
+            if (profile is not None or batch_only) and name == BARE:
                 continue
             (workdir / "run.jsonl").unlink(missing_ok=True)
             Path(str(workdir / "run.jsonl") + ".snapshot").unlink(missing_ok=True)
@@ -344,11 +372,17 @@ def bench_http(levels: list[int], seconds: float, warmup: float, workdir: Path, 
                 if profile is not None:  # profile the measured levels only, not start-up and warm-up
                     drive(port, levels[0], warmup, 0.0)
                     proc.send_signal(signal.SIGUSR1)
-                rows = [_measure(name, proc, port, c, seconds, warmup) for c in levels]
-                if batch > 1 and name == SERVE:
-                    rows.append(_measure(name, proc, port, 1, seconds, warmup, batch))
-                    if 8 in levels:
-                        rows.append(_measure(name, proc, port, 8, seconds, warmup, batch))
+                # each batching level right after its unbatched counterpart, so that the ratio compares
+                # levels seconds apart (the disk's fdatasync can change phase within a minute)
+                batched = [c for c in (1, 8) if batch > 1 and name == SERVE and (c == 1 or c in levels)]
+                rows = []
+                for c in levels:
+                    if not batch_only:
+                        rows.append(_measure(name, proc, port, c, seconds, warmup))
+                    if c in batched:
+                        rows.append(_measure(name, proc, port, c, seconds, warmup, batch))
+                        batched.remove(c)
+                rows.extend(_measure(name, proc, port, c, seconds, warmup, batch) for c in batched)
                 if name == SERVE:
                     stats = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/stats").read())
                     total_pairs = stats["feedback"]
@@ -448,13 +482,15 @@ def _profile_summary(path: Path, top: int = 15) -> dict:
     return {"parts": out_parts, "top_functions": out_funcs}
 
 
-def serve_profiled(profile: str, argv: list[str]) -> int:
-    """`autorag-hp serve` with cProfile on the event-loop thread: SIGUSR1 starts, SIGUSR2 stops and writes."""
+def serve_profiled(profile: str, timer: str, argv: list[str]) -> int:
+    """`autorag-hp serve` with cProfile on the event-loop thread: SIGUSR1 starts, SIGUSR2 stops and writes.
+    ``timer``: "wall" (cProfile's default clock) or "cpu" (the thread's CPU time: waits for the disk and
+    preemption by other processes are not counted, but each call then costs a system call more)."""
     import cProfile
 
     from autorag_hp.cli import main as cli_main
 
-    prof = cProfile.Profile()
+    prof = cProfile.Profile(time.thread_time) if timer == "cpu" else cProfile.Profile()
     signal.signal(signal.SIGUSR1, lambda *_: prof.enable())
 
     def stop(*_: object) -> None:
@@ -480,7 +516,7 @@ def _code_state() -> dict:
 
 def main() -> int:
     if len(sys.argv) > 3 and sys.argv[1] == "--serve-profiled":
-        return serve_profiled(sys.argv[2], sys.argv[4:])
+        return serve_profiled(sys.argv[2], sys.argv[3], sys.argv[4:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=5_000, help="in-process pairs per autorag-hp strategy")
     ap.add_argument("--optuna-pairs", type=int, default=1_000, help="pairs for Optuna (TPE slows as trials grow)")
@@ -491,6 +527,12 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1, help="alternate service and bare app this many times")
     ap.add_argument("--profile", metavar="FILE", help="run the server under cProfile, write its stats here "
                     "and print the top functions (the bare app is skipped)")
+    ap.add_argument("--profile-timer", choices=["wall", "cpu"], default="wall",
+                    help="cProfile's clock: wall time (default) or the event-loop thread's CPU time")
+    ap.add_argument("--batch-only", action="store_true", help="HTTP: measure only the batching clients "
+                    "(no unbatched levels, no bare app)")
+    ap.add_argument("--snapshot-ids", default="", help="comma-separated numbers of remembered ids: time one "
+                    "snapshot of a tuner remembering that many (in process; skipped when empty)")
     ap.add_argument("--skip-http", action="store_true")
     ap.add_argument("--skip-inprocess", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "bench_out" / "online_benchmark.json"))
@@ -518,11 +560,15 @@ def main() -> int:
                       f"p50 {row['p50_us']:8.1f} us  p99 {row['p99_us']:9.1f} us  CPU {row['cpu_us_per_pair']:8.1f} us/pair  "
                       f"({row['pairs']} pairs)", flush=True)
         result["in_process"] = rows
+    if args.snapshot_ids:
+        with tempfile.TemporaryDirectory() as d:
+            result["snapshots"] = [bench_snapshot(int(n), Path(d)) for n in args.snapshot_ids.split(",")]
     if not args.skip_http:
         levels = [int(c) for c in args.clients.split(",")]
         with tempfile.TemporaryDirectory() as d:
             result["http"] = bench_http(levels, args.seconds, args.warmup, Path(d), batch=args.batch,
-                                        rounds=args.rounds, profile=None if args.profile is None else Path(args.profile))
+                                        rounds=args.rounds, profile=None if args.profile is None else Path(args.profile),
+                                        profile_timer=args.profile_timer, batch_only=args.batch_only)
         result["machine"]["loadavg_at_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))

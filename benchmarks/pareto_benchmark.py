@@ -15,8 +15,11 @@ For each grid table (the shipped default grid and the SQuAD grid of ``autorag-hp
 Pulls replay the grid as :class:`autorag_hp.bench.TableObjective` does: with ``--sampling
 iid`` a pull draws ``batch`` questions from the seed stream ("questions", seed, pull); with
 ``--sampling paired`` the k-th pull of every configuration takes the same questions
-(:func:`autorag_hp.objective.paired_questions`), for the single-w runs too. The batch is the
-larger of 4 and budget / ``--max-pulls``.
+(:func:`autorag_hp.objective.paired_questions`), for the single-w runs too, and both
+strategies' ``population="auto"`` becomes N / batch (:func:`autorag_hp.objective.paired_population`,
+as ``tune`` and Study resolve it). The batch is the larger of 4 and budget / ``--max-pulls``.
+``--oracle front|refute`` replaces ``pareto-ts``' proposals by an allocation that knows the
+grid's front (a reference for what the estimator makes of the best-informed pulls, not a strategy).
 
     python benchmarks/pareto_benchmark.py                    # JSON to bench_out/pareto.json
     python benchmarks/pareto_benchmark.py --tables default --seeds 3
@@ -26,6 +29,8 @@ larger of 4 and budget / ``--max-pulls``.
     python benchmarks/pareto_benchmark.py --sampling paired     # common random numbers, also for structured-tt
     # why the recall falls short: the front with the true quality / tokens, and grids on 20-60% of the questions
     python benchmarks/pareto_benchmark.py --no-single --diagnose --subsample-grid 0.2,0.4,0.6
+    # what an allocation that knows the grid's front reaches with pareto-ts' estimator
+    python benchmarks/pareto_benchmark.py --no-single --diagnose --sampling paired --oracle refute
 """
 
 from __future__ import annotations
@@ -43,9 +48,9 @@ sys.path.insert(0, str(ROOT))
 
 from autorag_hp._seeds import generator  # noqa: E402
 from autorag_hp.bench import ReplayTable, default_grid_path, load_grid, load_rows, run_one, write_results  # noqa: E402
-from autorag_hp.objective import SAMPLING_MODES, paired_questions, reward  # noqa: E402
+from autorag_hp.objective import SAMPLING_MODES, paired_population, paired_questions, reward  # noqa: E402
 from autorag_hp.pareto import pareto_mask, pareto_recall  # noqa: E402
-from autorag_hp.strategies import make_strategy  # noqa: E402
+from autorag_hp.strategies import make_strategy, parse_strategy_spec, strategy_class  # noqa: E402
 from autorag_hp.strategies._base import Proposal  # noqa: E402
 
 TABLES = {"default": default_grid_path(), "squad": ROOT / "evals" / "grids" / "squad.csv"}
@@ -72,17 +77,29 @@ def _arrays(path: Path):
 
 
 def _run_pareto(lg, quality, tokens, seed: int, batch: int, budget_calls: int, spec: str = "pareto-ts",
-                sampling: str = "iid", final_phase: float = 0.0, final_pick: str = "uniform") -> dict:
+                sampling: str = "iid", final_phase: float = 0.0, final_pick: str = "uniform",
+                oracle: str = "", truth: np.ndarray | None = None, t_max: float = 1.0, tol: float = 0.005) -> dict:
     """One ``pareto-ts`` run. ``final_phase``: the last such share of the pulls (a budget the
     strategy itself does not know) instead plays a member of the front of one joint posterior
     draw, picked uniformly (``final_pick="uniform"``) or the least-pulled (``"fewest"``): a
-    Pareto-set identification phase (cf. Auer et al. 2016)."""
-    s = make_strategy(spec, lg.space, seed=seed, t_max=lg.t_max)
+    Pareto-set identification phase (cf. Auer et al. 2016). ``oracle`` (with ``truth``, the
+    grid's true (quality, tokens) per configuration): after the space-filling pulls, an
+    allocation that knows the grid's front replaces the strategy's proposals (see
+    :func:`_oracle_pick`); the strategy's models still estimate, so its front measures what
+    the estimator makes of the best-informed pulls."""
+    spec = parse_strategy_spec(spec)
+    # as Study and run_one: population="auto" becomes N / batch under paired sampling, 0 under iid
+    options = {**spec.options, **paired_population(strategy_class(spec.name), spec.options, sampling=sampling,
+                                                    n_questions=quality.shape[1], batch=batch)}
+    s = make_strategy(spec.name, lg.space, seed=seed, t_max=lg.t_max, **options)
     t0 = time.perf_counter()
     ordinal = np.zeros(len(lg.space), dtype=int)  # pulls so far per configuration (sampling="paired")
     n_pulls = budget_calls // batch
     for pull in range(n_pulls):
-        if pull >= n_pulls - int(final_phase * n_pulls) and not s._init_plan:
+        if oracle and not s._init_plan:
+            c = _oracle_pick(s, oracle, truth, ordinal, t_max=t_max, tol=tol)
+            proposal = Proposal(lg.space.coords_of_index(c), "oracle")
+        elif pull >= n_pulls - int(final_phase * n_pulls) and not s._init_plan:
             front = np.flatnonzero(pareto_mask(np.column_stack([s._draw(s.quality), s._draw(s.cost)]), [1, -1]))
             if final_pick == "fewest":
                 n = s.quality.n_c[front]
@@ -102,25 +119,41 @@ def _run_pareto(lg, quality, tokens, seed: int, batch: int, budget_calls: int, s
     return {"strategy": s, "seconds": time.perf_counter() - t0}
 
 
+def _oracle_pick(s, oracle: str, truth: np.ndarray, ordinal: np.ndarray, *, t_max: float, tol: float) -> int:
+    """The next pull of an allocation that knows the grid's front (``truth``: true quality and
+    tokens), never re-pulling a configuration whose pulls cover every question:
+
+    * ``"front"``: the least-pulled grid-front configuration (all pulls on the front);
+    * ``"refute"``: while a grid-front configuration is missing from the run's front of
+      posterior means (no tie of it there), the less-pulled of it and the configuration whose
+      estimate dominates it with the highest estimated quality (pull the missing one up, or the
+      false dominator down); otherwise as ``"front"``. A greedy upper reference for any allocation
+      paired with this estimator, not a strategy."""
+    done = ordinal >= math.floor(s.quality._population) if s.quality._population else np.zeros(len(ordinal), bool)
+    front = np.flatnonzero(pareto_mask(truth, [1, -1]))
+    if oracle == "refute":
+        eq, et = s._posterior(s.quality)[0], s._tokens()[0]
+        est = np.flatnonzero(pareto_mask(np.column_stack([eq, et]), [1, -1]))
+        scale = np.array([1.0, t_max])
+        for c in front[np.argsort(ordinal[front], kind="stable")]:
+            if np.all(np.abs(truth[est] - truth[c]) / scale <= tol + 1e-12, axis=1).any():
+                continue
+            dom = np.flatnonzero((eq >= eq[c]) & (et <= et[c]) & ~done)
+            dom = dom[dom != c]
+            cand = ([int(c)] if not done[c] else []) + ([int(dom[np.argmax(eq[dom])])] if len(dom) else [])
+            if cand:
+                return min(cand, key=lambda i: ordinal[i])
+    left = front[~done[front]]
+    if not len(left):
+        left = np.flatnonzero(~done) if (~done).any() else np.arange(len(ordinal))
+    return int(left[np.argmin(ordinal[left])])
+
+
 def _eps_front(means: np.ndarray, eps: float) -> np.ndarray:
     """Indices of the (quality, tokens) rows that no other row beats by more than ``eps`` in
     quality while costing no more tokens (a front that keeps near-ties in quality)."""
     q, t = means[:, 0], means[:, 1]
     return np.array([b for b in range(len(means)) if not np.any((q > q[b] + eps) & (t <= t[b]))], dtype=int)
-
-
-def _prob_front(s, draws: int = 256) -> np.ndarray:
-    """Per configuration, the share of joint posterior draws (quality, log tokens) of a
-    ``pareto-ts`` run in which it is Pareto-optimal (2-D front: sort by tokens, keep a
-    configuration when its quality beats every cheaper one)."""
-    q = np.array([s._draw(s.quality) for _ in range(draws)])
-    t = np.array([s._draw(s.cost) for _ in range(draws)])
-    order = np.lexsort((-q, t))
-    qs = np.take_along_axis(q, order, axis=1)
-    best_before = np.concatenate([np.full((draws, 1), -np.inf), np.maximum.accumulate(qs, axis=1)[:, :-1]], axis=1)
-    on_front = np.zeros(q.shape, dtype=bool)
-    np.put_along_axis(on_front, order, qs > best_before, axis=1)
-    return on_front.mean(axis=0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--final-phase", type=float, default=0.0, help="the last such share of the pulls plays the "
                     "front of a posterior draw (see _run_pareto); 0: none")
     ap.add_argument("--final-pick", default="uniform", choices=("uniform", "fewest"))
+    ap.add_argument("--oracle", default="", choices=("", "front", "refute"), help="reference, not a strategy: "
+                    "after the space-filling pulls an allocation that knows the grid's front picks the pulls "
+                    "(front: its configurations only; refute: also the false dominators); pareto-ts' models estimate")
     ap.add_argument("--eps-front", default="", help="also score the fronts that keep configurations within eps "
                     "in quality of a cheaper better one, for these comma-separated eps (posterior means)")
     ap.add_argument("--budget", type=float, default=0.2)
@@ -150,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="bench_out/pareto.json")
     args = ap.parse_args(argv)
     weights = [float(x) for x in args.weights.split(",")]
-    out: dict = {"strategy": args.strategy, "sampling": args.sampling, "final_phase": args.final_phase,
+    out: dict = {"strategy": args.strategy, "sampling": args.sampling, "final_phase": args.final_phase, "oracle": args.oracle,
                  "final_pick": args.final_pick, "budget": args.budget, "seeds": args.seeds, "first_seed": args.first_seed, "weights": weights, "tol": args.tol, "tables": {}}
     for name in args.tables.split(","):
         path = TABLES.get(name, Path(name))
@@ -171,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         per_seed = []
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             run = _run_pareto(lg, quality, tokens, seed, batch, budget_calls, args.strategy, args.sampling,
-                              args.final_phase, args.final_pick)
+                              args.final_phase, args.final_pick, args.oracle, truth, t_max, args.tol)
             s = run["strategy"]
             ps = s.pareto_set()
             front = [p.index for p in ps.front]
@@ -187,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
                     f = np.flatnonzero(pareto_mask(m, [1, -1]))
                     rec[f"{key}_size"] = len(f)
                     rec[f"{key}_recall"] = pareto_recall(f, truth, [1, -1], scale=(1.0, t_max), tol=args.tol)
+                pulled = np.flatnonzero(s.quality.n_c > 0)  # the front of the measured configurations only
+                f = pulled[pareto_mask(np.column_stack([mq_post, mt_post])[pulled], [1, -1])]
+                rec["pulled_front_size"] = len(f)
+                rec["pulled_front_recall"] = pareto_recall(f, truth, [1, -1], scale=(1.0, t_max), tol=args.tol)
             for eps in [float(x) for x in args.eps_front.split(",") if x]:
                 f = _eps_front(np.column_stack([s._posterior(s.quality)[0], s._tokens()[0]]), eps)
                 rec[f"eps_{eps}_size"] = len(f)
@@ -197,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                 f = np.flatnonzero(pareto_mask(sub, [1, -1]))
                 rec[f"subsample_{share}_size"] = len(f)
                 rec[f"subsample_{share}_recall"] = pareto_recall(f, truth, [1, -1], scale=(1.0, t_max), tol=args.tol)
-            p_front = _prob_front(s) if args.prob_front else None
+            p_front = s.front_probability(256, eps=0.0) if args.prob_front else None
             for p_min in [float(x) for x in args.prob_front.split(",") if x]:
                 chosen = np.flatnonzero(p_front >= p_min)
                 rec[f"prob_front_{p_min}_size"] = len(chosen)
@@ -237,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             summary[f"near_share_w{w}_mean"] = float(np.mean([r[f"near_share_w{w}"] for r in per_seed]))
             summary[f"ok_w{w}"] = None if args.no_single else (
                 summary[f"regret_w{w}_mean"] <= summary[f"single_regret_w{w}_mean"] + 0.002)
-        for key in [k for k in per_seed[0] if k.startswith(("prob_front_", "true_", "subsample_", "eps_"))]:
+        for key in [k for k in per_seed[0] if k.startswith(("prob_front_", "true_", "subsample_", "eps_", "pulled_"))]:
             summary[f"{key}_mean"] = float(np.mean([r[key] for r in per_seed]))
         summary["ok_recall"] = summary["recall_mean"] >= 0.8
         out["tables"][name] = {"path": str(path), "configurations": n_c, "questions": n_q, "t_max": t_max,
@@ -260,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"({summary['true_quality_size_mean']:.1f}); with its true tokens: "
                   f"{summary['true_tokens_recall_mean']:.3f} "
                   f"({summary['true_tokens_size_mean']:.1f})")
+            print(f"  front of the pulled configurations only: recall {summary['pulled_front_recall_mean']:.3f} "
+                  f"({summary['pulled_front_size_mean']:.1f})")
         for eps in [float(x) for x in args.eps_front.split(",") if x]:
             print(f"  front keeping quality near-ties within {eps}: recall {summary[f'eps_{eps}_recall_mean']:.3f} "
                   f"({summary[f'eps_{eps}_size_mean']:.1f})")

@@ -4,7 +4,8 @@ For every (bucket, strategy, seed) the script replays a tuning run on a ground-t
 at each checkpoint (a share of grid search's calls), asks ``best(5)``: an entry is *covered*
 when its interval ``[ci_low, ci_high]`` contains the configuration's true mean (its mean over
 every question of the table). Coverage is reported per strategy and bucket, and split by how
-many pulls the entry had (0 = recommended from the model alone).
+many pulls the entry had (0 = recommended from the model alone) and, under paired sampling, for
+the entries that have not yet seen every question (one that has knows its true mean exactly).
 
 The stopping rule: ``structured-tt:stop=true`` (or ``--stop-strategy``'s spec with ``stop=true``;
 ε = ``stop_epsilon``, 95%) runs until it stops or reaches ``--stop-cap`` of grid calls; a *false
@@ -95,6 +96,8 @@ def _coverage_job(args: tuple[str, str, int, int, tuple[float, ...], str]) -> li
                 "bucket": bucket, "strategy": spec_text, "seed": seed, "share": share, "rank": rank,
                 "pulls": r.pulls, "mean": r.mean, "true": true, "half": (r.ci_high - r.ci_low) / 2,
                 "covered": bool(r.ci_low <= true <= r.ci_high),
+                # paired sampling: a configuration that saw every question knows its true mean exactly
+                "seen_all": bool(sampling == "paired" and r.pulls * min(batch, table.n_questions) >= table.n_questions),
                 "simple_regret": regret, "recall@5": recall,
             })
 
@@ -145,6 +148,7 @@ def summarise(rows: list[dict[str, Any]], stops: list[dict[str, Any]], specs: li
                  "by_share": {str(m): cov([r for r in mine if r["share"] == m]) for m in sorted({r["share"] for r in mine})},
                  "unpulled": cov([r for r in mine if r["pulls"] == 0]),
                  "pulled": cov([r for r in mine if r["pulls"] > 0]),
+                 "partial": cov([r for r in mine if not r.get("seen_all")]),
                  "top1": cov([r for r in mine if r["rank"] == 1])}
         out["coverage"][spec] = entry
         first = [r for r in mine if r["rank"] == 1]
@@ -168,14 +172,14 @@ def summarise(rows: list[dict[str, Any]], stops: list[dict[str, Any]], specs: li
 
 def format_summary(summary: dict[str, Any], buckets: list[str]) -> str:
     lines = ["coverage of the 95% interval of best(5)'s true means (all checkpoints pooled)"]
-    head = ["strategy", "all", *buckets, "pulled", "unpulled", "best(1)"]
+    head = ["strategy", "all", *buckets, "pulled", "unpulled", "best(1)", "not every question seen"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     for spec, e in summary["coverage"].items():
         def c(x: dict[str, Any]) -> str:
             return "—" if not x["entries"] else f"{x['coverage']:.3f} (n={x['entries']})"
         cells = [f"`{spec}`", f"{e['all']['coverage']:.3f} [{e['all']['wilson_low']:.3f}, {e['all']['wilson_high']:.3f}]",
-                 *[c(e["by_bucket"][b]) for b in buckets], c(e["pulled"]), c(e["unpulled"]), c(e["top1"])]
+                 *[c(e["by_bucket"][b]) for b in buckets], c(e["pulled"]), c(e["unpulled"]), c(e["top1"]), c(e["partial"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("\nsimple regret / Recall@5 at the last checkpoint (mean over seeds)")
     lines.append("| strategy | " + " | ".join(buckets) + " |")

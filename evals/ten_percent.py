@@ -48,6 +48,11 @@ Writes ``evals/results/ten_percent_<set>.json``.
 N / batch pulls per pass under paired sampling; docs/strategies.md, "Finite-population
 correction"). The stored tuning runs of the ``@paired`` arms above predate it (``population=0``);
 rerun today the same labels mean ``population="auto"``: add ``:population=0`` to reproduce them.
+Likewise ``batch_effects`` (the question-batch offsets, ``structured-tt``'s default since it won
+on the tuning set; same docs, "Question-batch offsets"): the stored ``@paired`` runs made before
+it have it off; add ``:batch_effects=false`` to reproduce them. The rule over every stored tuning
+run, which chose ``batch_effects`` with 2 questions per pull, is ``evals/results/ten_percent_tuning_fx.json``
+(``ten_percent_tuning.json`` keeps the first choice, which ``--set evaluation`` without ``--arms`` reads).
 """
 
 from __future__ import annotations
@@ -98,6 +103,9 @@ CANDIDATES = [
     "structured-tt:residual_tail=0.02@paired/b4",
     "structured-tt:residual_tail=0.05@paired/b4",
     f"{TT}:population=auto@paired/b4",  # finite-population correction (pulls per pass = N / batch)
+    # + the question-batch offsets of paired sampling (docs/strategies.md, "Question-batch offsets")
+    f"{TT}:population=auto:batch_effects=true@paired/b4",
+    f"{TT}:population=auto:batch_effects=true@paired/b2",
 ]
 RULE = ("a candidate qualifies if (1) at 10% of grid calls on the tuning set's real grid (the shipped default grid, "
         "question seeds 1000..) its mean simple regret is <= and its mean Recall@5 >= the bar's (structured-tt, iid, "

@@ -71,7 +71,13 @@ def _journal_feedback(path: Path) -> list[tuple[str, float]]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a torn tail is expected after SIGKILL
         records, _ = scan_journal(path)
-    return [(r["id"], r["reward"]) for r in records if r.get("type") == "feedback"]
+    out = []
+    for r in records:
+        if r.get("type") == "feedback":
+            out.append((r["id"], r["reward"]))
+        elif r.get("type") == "feedback_batch":  # one record per feedback list
+            out.extend(zip(r["ids"], r["rewards"]))
+    return out
 
 
 @pytest.mark.parametrize("sync", ["thread", "inline"])

@@ -131,6 +131,48 @@ def test_pareto_ts_finds_the_front_and_answers_best_w():
     assert pulls[front].sum() > 0.5 * pulls.sum()  # the run spends its pulls along the front
 
 
+def test_pareto_ts_population_moves_on_from_fully_seen_configurations():
+    """population P: a configuration whose floor(P) pulls covered every question is not
+    proposed while others remain, in the scalarised pulls and in the identification pulls alike;
+    its own mean then carries (almost) no noise in either model."""
+    for spec in ("pareto-ts:population=2", "pareto-ts:population=2:psi_prob=1.0"):
+        s, q, t = _run(spec, seed=4, pulls=2 * len(SPACE))
+        assert s.quality.n_c.tolist() == [2.0] * len(SPACE), spec  # 48 pulls, 24 configurations, 2 each
+        assert s.cost._population == s.quality._population == 2.0
+        s.ask()  # every configuration is fully seen: it proposes again rather than stopping
+    off = make_strategy("pareto-ts", SPACE)  # "auto" made directly (no Study, no replay): off
+    assert off.options.population == "auto" and off.quality._population == 0
+    with pytest.raises(ValueError, match="population=2 needs residual_tail=0"):
+        make_strategy("pareto-ts:population=2:residual_tail=0.02", SPACE)
+
+
+def test_pareto_ts_identification_pulls_and_front_probability():
+    """psi_prob=1: every pull after the space-filling ones is an APE-style identification pull
+    (tag "psi"); front_probability gives per-configuration shares in [0, 1], higher on the true
+    front than far behind it once the models have learned."""
+    s, q, t = _run("pareto-ts:psi_prob=1.0", seed=5, pulls=200)
+    assert s.quality.n_told == 200
+    proposal = s.propose()
+    assert proposal.tag == "psi"
+    p = s.front_probability(128, eps=0.0)
+    assert p.shape == (len(SPACE),) and np.all((p >= 0) & (p <= 1))
+    front = pareto_mask(np.column_stack([q, t]), [1, -1])
+    dominated_far = np.array([not f and any(q[j] > q[i] + 0.1 and t[j] <= t[i] for j in range(len(SPACE)))
+                              for i, f in enumerate(front)])
+    # (embedders a and b cost the same tokens, so a dominated one still wins some draws on sampled tokens)
+    assert p[front].mean() > 0.5 > 2 * p[dominated_far].mean()
+    recall = pareto_recall([x.index for x in s.pareto_set().front], np.column_stack([q, t]), [1, -1],
+                           scale=(1, 1034.0), tol=0.01)
+    assert recall >= 0.8
+    for bad, msg in (("psi_prob=1.5", r"psi_prob must lie in \[0, 1\], got 1.5"),
+                     ("psi_draws=0", "psi_draws must be a positive"),
+                     ("psi_eps=-0.1", r"psi_eps must lie in \[0, 1\), got -0.1")):
+        with pytest.raises(ValueError, match=msg):
+            make_strategy(f"pareto-ts:{bad}", SPACE)
+    with pytest.raises(ValueError, match=r"eps must lie in \[0, 1\), got 2"):
+        s.front_probability(8, eps=2)
+
+
 def test_pareto_ts_options_scalar_tell_and_tuner_details():
     with pytest.raises(ValueError, match=r"w_low <= w_high must hold"):
         make_strategy("pareto-ts:w_low=0.8:w_high=0.2", SPACE)
@@ -228,6 +270,9 @@ def test_pareto_ts_in_a_paired_study_sees_common_questions(tmp_path):
                    strategy="pareto-ts", budget=120, batch=4, sampling="paired", seed=3, cache=False,
                    run_dir=tmp_path / "run", plots=False).run()
     assert result.strategy.cost.n_told == 30  # every pull told quality and tokens
+    # population="auto" resolved by the Study: 12 questions / batch 4 = 3 pulls per pass, both models
+    assert result.strategy.quality._population == result.strategy.cost._population == 3.0
+    assert max(len(p) for p in asked.values()) <= 3  # a fully seen configuration is not asked again
     texts = [q.text for q in questions]
     for pulls in asked.values():
         for k, qs in enumerate(pulls):

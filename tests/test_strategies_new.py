@@ -186,6 +186,57 @@ def test_stopping_rule_stops_the_tune_loop_with_a_clear_reason():
         s.ask()
 
 
+def test_stopping_rule_pulls_every_unpulled_configuration_before_it_stops():
+    space = small_space()
+    truth = additive_truth(space)
+
+    def drive(stop: bool, pulls: int):
+        s = make_strategy("structured-tt", space, seed=0, stop=stop, stop_min_pulls=10, stop_every=1)
+        rng = np.random.default_rng(5)
+        asked, unpulled_when_met = [], None
+        try:
+            for _ in range(pulls):
+                c = s.ask()
+                asked.append((space.index(c), s.pending[space.coords(c)][-1]))
+                s.tell(c, float(truth[space.index(c)] + 0.01 * rng.standard_normal()))
+                if unpulled_when_met is None and (s.n_c == 0).any() and s.stop_confidence() >= 0.95:
+                    unpulled_when_met = (len(asked), np.flatnonzero(s.n_c == 0), s.posterior_mean())
+                    assert not s.should_stop()  # the criterion holds, but not for configurations never seen
+        except SpaceExhausted:
+            pass
+        return s, asked, unpulled_when_met
+
+    s, asked, met = drive(True, 3000)
+    assert met is not None  # the posterior criterion holds while configurations are still unpulled
+    t, unpulled, mean = met
+    # the rule does not fire then: the next pulls are exactly the unpulled configurations,
+    # highest posterior mean first, tagged "verify"; it stops only once every one was seen
+    sweep = asked[t:t + len(unpulled)]
+    assert [i for i, _ in sweep] == sorted(unpulled.tolist(), key=lambda i: -mean[i])
+    assert {tag for _, tag in sweep} == {"verify"}
+    assert (s.n_c > 0).all() and s.should_stop()
+    # before the criterion first holds, stop=True proposes exactly what stop=False does
+    assert drive(False, t)[1] == asked[:t]
+
+
+def test_paired_stopping_draws_share_knob_question_errors_until_every_question_is_seen():
+    space = small_space()
+    truth = additive_truth(space)
+    s = run("structured-tt", space, truth, 40, noise=0.05, population=5.0)
+    assert (s.n_c >= 5).any() and (s.n_c == 0).any() and ((s.n_c > 0) & (s.n_c < 5)).any()
+    e = s._knob_question_draws(np.random.default_rng(0), 4000)
+    n = np.clip(s.n_c, 1, 5)  # the unpulled carry the first batch's error: the model speaks from it
+    np.testing.assert_allclose(e.std(axis=0), np.sqrt(s.noise_var() * (1 / n - 1 / 5)), rtol=0.08, atol=1e-12)
+    # shared by configurations with the same knob values: two with the same n that share 2 of 3
+    # values correlate at about 2/3, two that share none not at all
+    zero = [i for i in range(len(space)) if s.n_c[i] == 0]
+    share = lambda i, j: sum(a == b for a, b in zip(space.coords_of_index(i), space.coords_of_index(j)))
+    two = next((i, j) for i in zero for j in zero if share(i, j) == 2)
+    none = next((i, j) for i in zero for j in zero if share(i, j) == 0)
+    assert abs(np.corrcoef(e[:, two[0]], e[:, two[1]])[0, 1] - 2 / 3) < 0.05
+    assert abs(np.corrcoef(e[:, none[0]], e[:, none[1]])[0, 1]) < 0.05
+
+
 def test_stop_confidence_grows_with_data():
     space = small_space()
     truth = additive_truth(space)
@@ -439,3 +490,254 @@ def test_population_counts_the_questions_a_pass_leaves_out():
     assert s._own_s2(1.0, 20) == pytest.approx(1e-3)
     t = make_strategy("structured-tt", space, seed=0, population=12)
     assert t._own_s2(1.0, 12) == pytest.approx(1e-3)  # N a multiple of the batch: the pass is exact
+
+
+# -- question-batch offsets (batch_effects, paired sampling) ---------------------------------------
+def _paired_run(pulls: int, *, per: int = 8, seed: int = 0, **opts):
+    """A strategy fed the two-way rewards of paired sampling: every configuration's k-th pull gets
+    the k-th batch's shared offset (one pass of ``per`` batches, summing to zero) plus noise."""
+    space = small_space()
+    truth = additive_truth(space)
+    rng = np.random.default_rng([seed, 7])
+    offsets = rng.normal(0.0, 0.1, per)
+    offsets -= offsets.mean()
+    s = make_strategy("structured-tt", space, seed=seed, population=per, **opts)
+    told = []
+    for _ in range(pulls):
+        c = s.ask()
+        i = space.index(c)
+        k = int(s.n_c[i])
+        r = float(truth[i] + offsets[k] + 0.02 * rng.standard_normal())
+        s.tell(c, r)
+        told.append((c, k, r))
+    return s, told, offsets, truth
+
+
+def test_batch_effects_recover_the_offsets_and_keep_a_full_pass_exact():
+    s, told, offsets, _ = _paired_run(150, batch_effects=True, residual_eb=False)
+    seen = len(s._delta)
+    assert seen >= 4
+    assert np.max(np.abs(s._delta - offsets[:seen])) < 0.03  # offsets of spread 0.1, noise 0.02
+    raw = np.zeros(len(s.n_c))
+    for c, _, r in told:
+        raw[s.space.index(c)] += r
+    full = np.flatnonzero(s.n_c == 8)
+    assert len(full)  # a configuration that saw the whole pass keeps its raw (exact) mean
+    np.testing.assert_allclose(s.sum_c[full], raw[full], atol=1e-9)
+    part = np.flatnonzero((s.n_c > 0) & (s.n_c < 8))
+    cum = np.concatenate([[0.0], np.cumsum(s._delta)])
+    np.testing.assert_allclose(s.sum_c[part], raw[part] - cum[s.n_c[part].astype(int)], atol=1e-9)
+
+
+def test_batch_effects_model_equals_one_fed_the_adjusted_rewards():
+    # after an estimate every sum the model keeps is what a model without the option would hold
+    # had it been told each reward less its batch's final offset (150 tells: the last estimate is
+    # at the last tell)
+    s, told, _, _ = _paired_run(150, batch_effects=True, residual_eb=False)
+    ref = make_strategy("structured-tt", small_space(), seed=0, population=8, batch_effects=False, residual_eb=False)
+    for c, k, r in told:
+        ref.tell(c, r - float(s._delta[k]))
+    for name in ("n_c", "sum_c", "xty", "gram"):
+        np.testing.assert_allclose(getattr(s, name), getattr(ref, name), atol=1e-9, err_msg=name)
+    assert s._ss_within == pytest.approx(ref._ss_within, abs=1e-9) and s._tot == pytest.approx(ref._tot, abs=1e-9)
+    s._factor()
+    ref._factor()
+    np.testing.assert_allclose(s._mu, ref._mu, atol=1e-8)
+    assert [r.config for r in s.best(5)] == [r.config for r in ref.best(5)]
+
+
+def test_batch_effects_need_paired_population_and_are_validated():
+    space = small_space()
+    truth = additive_truth(space)
+    # no population (iid sampling): the option changes nothing
+    a = run("structured-tt", space, truth, 60, population=0, batch_effects=True)
+    b = run("structured-tt", space, truth, 60, population=0, batch_effects=False)
+    assert a.best(5) == b.best(5) and np.array_equal(a._mu, b._mu) and len(a._delta) == 0
+    with pytest.raises(ValueError, match="batch_effects must be true or false, got 'yes'"):
+        make_strategy("structured-tt", space, batch_effects="yes")
+
+
+def test_batch_effects_off_reproduce_the_committed_paired_run():
+    # evals/results/ten_percent_tuning_synthetic_fpc.json, structured-tt:residual_tail=0:population=auto@paired/b4,
+    # medium surface, seed 1000, made before the option existed
+    from autorag_hp.bench import make_surface, run_one
+
+    r = run_one(make_surface("medium", seed=1000), "structured-tt:batch_effects=false", 1000, budget=0.2, batch=4,
+                checkpoints=1, at_budgets=(0.1, 0.2), sampling="paired")
+    assert [a["simple_regret"] for a in r["at_budgets"]] == [0.07466925704734872, 0.0015854506960498727]
+
+
+def test_batch_effects_survive_state_and_load():
+    s, _, _, truth = _paired_run(45, batch_effects=True)
+    b = make_strategy("structured-tt", s.space, seed=0, population=8, batch_effects=True)
+    b.load(json.loads(json.dumps(s.state())))
+    np.testing.assert_array_equal(b._delta, s._delta)
+    rng = np.random.default_rng(5)
+    for _ in range(25):  # through two more estimates
+        ca, cb = s.ask(), b.ask()
+        assert ca == cb
+        r = float(truth[s.space.index(ca)] + 0.1 * rng.standard_normal())
+        s.tell(ca, r)
+        b.tell(cb, r)
+    assert s.best(3) == b.best(3) and np.array_equal(s._delta, b._delta)
+    off = make_strategy("structured-tt", s.space, seed=0, population=8, batch_effects=False)
+    off.load(json.loads(json.dumps(s.state())))  # the extra keys are ignored without the option
+    with pytest.raises(ValueError, match="saved without batch_effects"):
+        make_strategy("structured-tt", s.space, seed=0, population=8, batch_effects=True).load(
+            json.loads(json.dumps(off.state())))
+
+
+# -- shared question offsets under paired sampling (the intervals only) -----------------------------
+def run_paired(offset_sd: float, *, pulls: int = 150, p: int = 8, seed: int = 0, batch_effects: bool = False):
+    """structured-tt fed like paired sampling: a configuration's k-th pull has the k-th batch's shared
+    offset d_k (one pass = p ordinals whose offsets sum to zero) plus its own noise (sd 0.03); by
+    default with the raw rewards in the model (``batch_effects=False``)."""
+    space = small_space()
+    truth = additive_truth(space)
+    rng = np.random.default_rng([seed, 7])
+    d = rng.standard_normal(3 * p) * offset_sd
+    for e in range(3):
+        d[e * p:(e + 1) * p] -= d[e * p:(e + 1) * p].mean()
+    s = make_strategy("structured-tt", space, seed=seed, population=p, batch_effects=batch_effects)
+    noise = np.random.default_rng([seed, 8])
+    for _ in range(pulls):
+        c = s.ask()
+        i = space.index(c)
+        s.tell(c, float(truth[i] + d[int(s.n_c[i])] + 0.03 * noise.standard_normal()))
+    return s, d[:p]
+
+
+def test_shared_offset_variance_is_estimated_from_same_ordinal_pulls():
+    s, d = run_paired(0.1)
+    est = s._question_offset()
+    assert 0.3 * d.var(ddof=1) < est < 3 * d.var(ddof=1)
+    quiet, _ = run_paired(0.0)
+    assert quiet._question_offset() < 0.1 * est
+    # iid (population 0) and a state saved before the per-ordinal sums existed: no term
+    assert run("structured-tt", small_space(), additive_truth(small_space()), 60)._question_offset() == 0.0
+    state = s.state()
+    del state["own"]["ord_sum"]
+    old = make_strategy("structured-tt", small_space(), seed=0, population=8, batch_effects=False)
+    old.load(state)
+    assert old._question_offset() == 0.0 and np.all(old._offset_var(np.arange(3)) == 0.0)
+
+
+def test_mean_weights_are_the_linear_response_of_the_posterior_mean():
+    s, _ = run_paired(0.1)
+    s._factor()
+    s._blend_key = None
+    v0 = s.posterior_mean()
+    idx = np.argsort(-v0)[:3]
+    pulled, L = s._mean_weights(idx)
+    eps = 0.05  # the value is linear in the means: any step gives the slope
+    for j in (0, len(pulled) // 2, len(pulled) - 1, int(np.searchsorted(pulled, idx[0]))):
+        c = pulled[j]
+        act = s.design.active(s.space.coords_of_index(int(c)))
+        s.sum_c[c] += eps * s.n_c[c]  # its mean moves by eps (its pulls' rewards too)
+        s.xty[act] += eps * s.n_c[c]
+        s._factor()
+        s._blend_key = None
+        v1 = s.posterior_mean()
+        s.sum_c[c] -= eps * s.n_c[c]
+        s.xty[act] -= eps * s.n_c[c]
+        assert np.allclose((v1[idx] - v0[idx]) / eps, L[:, j], rtol=1e-6, atol=1e-9)
+
+
+def test_shared_offset_widens_the_intervals_and_leaves_the_ranking_alone():
+    s, _ = run_paired(0.1, pulls=40)
+    with_term = s.best(5)
+    extra = s._offset_var(np.array([s.space.index(r.config) for r in with_term]))
+    assert np.all(np.isfinite(extra)) and np.all(extra >= 0) and extra.max() > 1e-4
+    saved = s._ord_sum.copy()
+    s._ord_sum[:] = 0.0  # the sums no longer cover the pulls: the term is left out
+    s._qo_cache = None
+    without = s.best(5)
+    s._ord_sum, s._qo_cache = saved, None
+    assert [(r.config, r.mean, r.pulls) for r in with_term] == [(r.config, r.mean, r.pulls) for r in without]
+    for a, b in zip(with_term, without):
+        assert np.isfinite(a.ci_low) and np.isfinite(a.ci_high)
+        assert a.ci_low <= b.ci_low <= b.ci_high <= a.ci_high
+    assert sum(a.ci_high - a.ci_low > b.ci_high - b.ci_low + 1e-6 for a, b in zip(with_term, without)) >= 3
+    quiet, _ = run_paired(0.0, pulls=40)
+    q = quiet.best(5)
+    assert np.max(quiet._offset_var(np.array([quiet.space.index(r.config) for r in q]))) < 0.1 * extra.max()
+    # a configuration that saw a whole pass saw every question: no offset left in its own mean
+    late, _ = run_paired(0.1, pulls=80)
+    idx = np.array([late.space.index(r.config) for r in late.best(5)])
+    full = late.n_c[idx] >= 8
+    assert full.any() and np.all(late._offset_var(idx)[full] < 1e-8)
+
+
+def test_offset_gains_agree_with_the_mean_weights_and_enter_the_stopping_draws():
+    s, _ = run_paired(0.1, pulls=40)
+    g = s._offset_gains()  # (K, configurations)
+    idx = np.argsort(-s.posterior_mean())[:4]
+    pulled, L = s._mean_weights(idx)
+    n = s.n_c[pulled]
+    K = g.shape[0]
+    from_l = np.array([[np.sum(row * (n > k) / n) for k in range(K)] for row in L])
+    assert np.allclose(g[:, idx].T, from_l, atol=1e-12)
+    B = s._offset_draws()  # z @ B: the offsets' joint draw; its covariance through the gains
+    p = 8
+    cov = s._question_offset() * (np.eye(K) - np.ones((K, K)) / p)  # K <= p: one pass
+    assert np.allclose(B.T @ B, g.T @ cov @ g, atol=1e-12)
+    # without population nothing is added to the stopping rule's draws, which stay as they were
+    iid = run("structured-tt", small_space(), additive_truth(small_space()), 60, stop_min_pulls=10)
+    assert iid._offset_draws() is None
+
+
+def test_batch_effects_default_reproduces_the_committed_tuning_run():
+    # evals/results/ten_percent_tuning_synthetic_fx.json, the arm the rule chose (tune's default):
+    # structured-tt:residual_tail=0:population=auto:batch_effects=true@paired/b2, nonadditive surface, seed 1001
+    from autorag_hp.bench import make_surface, run_one
+
+    r = run_one(make_surface("nonadditive", seed=1001), "structured-tt", 1001, budget=0.2, batch=2, checkpoints=1,
+                at_budgets=(0.1, 0.2), sampling="paired")
+    got = [(a["simple_regret"], a["recall@5"]) for a in r["at_budgets"]]
+    assert got == [(0.03478181736194763, 0.2), (0.016412072913754017, 0.6)]
+
+
+def test_with_batch_effects_the_offsets_posterior_covariance_widens_the_intervals():
+    s, _ = run_paired(0.1, pulls=40, batch_effects=True)
+    assert s._fx and s._delta_cov.shape == (len(s._delta), len(s._delta)) and len(s._delta) >= 2
+    assert np.allclose(s._delta_cov, s._delta_cov.T) and np.linalg.eigvalsh(s._delta_cov).min() > -1e-12
+    recs = s.best(5)
+    idx = np.array([s.space.index(r.config) for r in recs])
+    extra = s._offset_var(idx)
+    assert np.all(np.isfinite(extra)) and np.all(extra >= 0) and extra.max() > 1e-5
+    saved = s._delta_cov
+    s._delta_cov = np.zeros_like(saved)  # offsets known exactly: nothing to add
+    assert np.all(s._offset_var(idx) == 0.0) and s._offset_draws() is None
+    plain = s.best(5)
+    s._delta_cov = saved
+    assert [(r.config, r.mean) for r in recs] == [(r.config, r.mean) for r in plain]
+    assert all(a.ci_low <= b.ci_low and b.ci_high <= a.ci_high for a, b in zip(recs, plain))
+    # the covariance survives state and load, so a resumed run reports the same intervals
+    b = make_strategy("structured-tt", small_space(), seed=0, population=8, batch_effects=True)
+    b.load(json.loads(json.dumps(s.state())))
+    assert np.allclose(b._delta_cov, s._delta_cov) and b._delta_s2d == s._delta_s2d
+    assert b.best(5) == recs
+
+
+@pytest.mark.parametrize("population, level_var", [(12.5, "positive"), (12, "zero")])
+def test_batch_effects_pass_leaves_out_the_questions_batch_does_not_divide(population, level_var):
+    # N = 50 questions, 4 per pull: a pass is 12 whole batches (48 questions) and P = 12.5, so the 12
+    # offsets of a completed pass are NOT known to sum to zero (the 2 left-out questions carry half a
+    # batch's share of the prior); with N = 48 (P = 12) they are. The sum's posterior variance says which.
+    space = small_space()
+    truth = additive_truth(space)
+    rng = np.random.default_rng(11)
+    offsets = rng.normal(0.0, 0.1, 12)
+    offsets -= offsets.mean()
+    s = make_strategy("structured-tt", space, seed=0, population=population)
+    for _ in range(300):
+        c = s.ask()
+        i = space.index(c)
+        s.tell(c, float(truth[i] + offsets[int(s.n_c[i]) % 12] + 0.02 * rng.standard_normal()))
+    assert s.n_c.max() >= 12 and len(s._delta) >= 12
+    ones = np.ones(12)
+    var_sum = float(ones @ s._delta_cov[:12, :12] @ ones)
+    if level_var == "positive":
+        assert var_sum > 0.1 * (population - 12) * s._delta_s2d > 0
+    else:
+        assert abs(var_sum) < 1e-10

@@ -153,6 +153,22 @@ def test_sampling_defaults_to_the_strategys_own(tmp_path, strategy, sampling, ex
     assert study.sampling == expected and study.settings()["sampling"] == expected
 
 
+@pytest.mark.parametrize(("strategy", "batch", "expected"), [
+    ("structured-tt", None, 2),  # chosen with its question-batch offsets on the tuning set (issue #11 point 5)
+    ("structured-tt:batch_effects=false", None, 2),  # the strategy's default, whatever its options
+    ("structured-ts", None, 4),
+    ("hier-ucb", None, 4),
+    ("structured-tt", 4, 4),  # an explicit choice always wins
+])
+def test_batch_defaults_to_the_strategys_own(tmp_path, strategy, batch, expected):
+    study = _study(Stack(), tmp_path, strategy=strategy, batch=batch, budget=24, grid="none", t_max=40, plots=False)
+    assert study.batch == expected and study.settings()["batch"] == expected
+    result = study.run()
+    assert result.summary["pulls"] == 24 // expected  # every pull scores `expected` questions
+    with pytest.raises(ValueError, match="batch must be a positive integer, got 0"):
+        _study(Stack(), tmp_path, strategy=strategy, batch=0)
+
+
 def _resume_cut(tmp_path, lines: int, *, forget: tuple[str, ...] = ()) -> Study:
     """The run in tmp_path/"full" cut to its first ``lines`` journal lines (and its run.json without the
     settings in ``forget``) in tmp_path/"cut", resumed."""

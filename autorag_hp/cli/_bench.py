@@ -36,7 +36,9 @@ def add_parser(sub) -> None:
     p.add_argument("--seeds", type=int, default=None,
                    help="number of seeds (0..N-1) (default 10; --suite: the suite file's)")
     p.add_argument("--budget", type=float, default=None, help="share of grid search's calls to spend, in (0, 1] (default 0.2)")
-    p.add_argument("--batch", type=int, default=4, help="questions per pull")
+    p.add_argument("--batch", type=int, default=4,
+                   help="questions per pull (default 4, as the suite's tables; `tune` takes the strategy's own: 2 for "
+                        "structured-tt)")
     p.add_argument("--parallel", type=int, default=1, help="configurations asked per round (ask_batch)")
     p.add_argument("--sampling", choices=("iid", "paired"), default="iid",
                    help="how a pull picks its questions: iid = afresh per pull; paired = the k-th pull of every "

@@ -72,7 +72,8 @@ def add_parser(sub: Any) -> None:
                                       f"see --list-strategies")
     p.add_argument("--budget", help="share of grid search's calls in (0, 1] (0.2 or 20%%), or a number of "
                                     f"calls (an integer > 1) (default {d.budget})")
-    p.add_argument("--batch", type=int, help=f"questions per pull (default {d.batch})")
+    p.add_argument("--batch", type=int, help="questions per pull (default: the strategy's, 2 for structured-tt, "
+                                             f"{d.batch} for the others)")
     p.add_argument("--sampling", choices=("iid", "paired"),
                    help="how a pull picks its questions: iid = drawn afresh per pull; paired = the k-th pull of "
                         "every configuration gets the same questions (common random numbers: contenders are "

@@ -278,9 +278,21 @@ def check_record(rec: Mapping[str, Any], n_configs: int) -> None:
         _need(rec, "index", lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < n_configs,
               f"an integer in [0, {n_configs})")
         _need(rec, "ts", _finite, "a finite number")
+    elif kind == "suggest_batch":
+        _need(rec, "boot", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1")
+        _need(rec, "first", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1")
+        indices = _need(rec, "indices", lambda v: isinstance(v, list) and len(v) >= 1 and all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n_configs for i in v),
+            f"a non-empty list of integers in [0, {n_configs})")
+        _need(rec, "tags", lambda v: isinstance(v, list) and len(v) == len(indices), "a list with one tag per index")
+        _need(rec, "ts", _finite, "a finite number")
     elif kind == "feedback":
         _need(rec, "id", _is_id, "an id '<boot>-<seq>'")
         _need(rec, "reward", _finite, "a finite number")
+    elif kind == "feedback_batch":
+        ids = _need(rec, "ids", lambda v: isinstance(v, list) and all(_is_id(i) for i in v), "a list of ids")
+        _need(rec, "rewards", lambda v: isinstance(v, list) and len(v) == len(ids) and all(_finite(r) for r in v),
+              "a list of finite numbers, one per id")
     elif kind == "expire":
         _need(rec, "ids", lambda v: isinstance(v, list) and all(_is_id(i) for i in v), "a list of ids")
     elif kind == "observe":

@@ -58,7 +58,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 
 def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(_dumps(obj), status_code=status, media_type="application/json", headers=headers)
+    data = obj if type(obj) is bytes else _dumps(obj)  # bytes: JSON already
+    return Response(data, status_code=status, media_type="application/json", headers=headers)
 
 
 ParamValue = Union[bool, int, float, str]
@@ -134,6 +135,7 @@ _ERRORS = {
 }
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_CONFIG_CACHE = 65_536  # configurations whose JSON the service keeps (cleared when full)
 
 
 class _Invalid(Exception):
@@ -157,6 +159,7 @@ class _Endpoints:
         self.max_batch = max_batch
         self.lo, self.hi = tuner.reward_range
         self.suggest_error: str | None = None
+        self._config_json: dict[int, bytes] = {}  # configuration index -> its JSON
 
     # -- parsing -----------------------------------------------------------------------------
     @staticmethod
@@ -201,14 +204,24 @@ class _Endpoints:
             if "n" in obj and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.max_batch):
                 raise _Invalid("n", f"n: must be an integer with 1 <= n <= {self.max_batch}, got {_show(n)}")
         try:
-            got = self.tuner.suggest_many(1 if n is None else n)
+            ids, indices, coords, expires = self.tuner._suggest(1 if n is None else n)
         except Exception as exc:
             self.suggest_error = f"suggest failed: {type(exc).__name__}: {exc}"
             return (503 if isinstance(exc, (JournalUnavailable, RuntimeError)) else 500), \
                 {"detail": self.suggest_error, "field": None}
         self.suggest_error = None
-        items = [{"id": s.id, "config": s.config, "expires_at": s.expires_at} for s in got]
-        return 200, (items[0] if n is None else {"suggestions": items})
+        # The answer's JSON is assembled from each configuration's JSON, kept per index.
+        cache = self._config_json
+        exp = _dumps(expires)
+        items = []
+        for sid, index, c in zip(ids, indices, coords):
+            config = cache.get(index)
+            if config is None:
+                if len(cache) >= _CONFIG_CACHE:
+                    cache.clear()
+                config = cache[index] = _dumps(self.tuner.space.config_from_coords(c))
+            items.append(b'{"id":"%s","config":%s,"expires_at":%s}' % (sid.encode(), config, exp))
+        return 200, (items[0] if n is None else b'{"suggestions":[' + b",".join(items) + b"]}")
 
     async def feedback(self, body: bytes) -> tuple[int, Any]:
         obj = self._parse(body)
@@ -232,9 +245,16 @@ class _Endpoints:
     async def _feedback_batch(self, items: list) -> tuple[int, Any]:
         if not 1 <= len(items) <= self.max_batch:
             raise _Invalid("body", f"body: a feedback list must hold 1 to {self.max_batch} items, got {len(items)}")
-        results: list[dict[str, Any] | None] = [None] * len(items)
+        results: list[Any] = [None] * len(items)
         pairs, where = [], []
+        lo, hi = self.lo, self.hi
         for k, obj in enumerate(items):
+            if type(obj) is dict and len(obj) == 2:  # the usual item, checked without _item's messages
+                sid, reward = obj.get("id"), obj.get("reward")
+                if type(sid) is str and type(reward) is float and lo <= reward <= hi and 1 <= len(sid) <= 64:
+                    pairs.append((sid, reward))
+                    where.append(k)
+                    continue
             try:
                 pairs.append(self._item(obj, f"[{k}]"))
                 where.append(k)
@@ -251,15 +271,16 @@ class _Endpoints:
             return 503, {"detail": f"{exc} (the batch is not acknowledged)", "field": None}
         accepted = 0
         for k, (sid, _), outcome in zip(where, pairs, outcomes):
-            if outcome is None:
+            if outcome is None:  # a counted id is one this tuner issued ("<boot>-<n>"): nothing to escape
                 accepted += 1
-                results[k] = {"id": sid, "status": 200, "accepted": True}
+                results[k] = b'{"id":"%s","status":200,"accepted":true}' % sid.encode()
             elif isinstance(outcome, FeedbackRejected):
                 results[k] = {"id": sid, "status": outcome.status, "accepted": False, "detail": str(outcome), "field": "id"}
             else:
                 results[k] = {"id": sid, "status": 422, "accepted": False, "detail": f"[{k}].reward: {outcome}",
                               "field": f"[{k}].reward"}
-        return 200, {"accepted": accepted, "results": results}
+        body = b",".join(r if type(r) is bytes else _dumps(r) for r in results)
+        return 200, b'{"accepted":%d,"results":[%s]}' % (accepted, body)
 
     def health(self) -> tuple[int, dict[str, Any]]:
         journal = getattr(self.tuner, "_journal", None)
@@ -344,7 +365,7 @@ def _too_large(limit: int, got: int) -> dict[str, Any]:
 
 
 async def _send(send: Callable, status: int, body: Any, extra: list | None = None) -> None:
-    data = _dumps(body)
+    data = body if type(body) is bytes else _dumps(body)  # bytes: JSON already
     headers = [*_JSON_HEADERS, (b"content-length", b"%d" % len(data))]
     await send({"type": "http.response.start", "status": status, "headers": headers + extra if extra else headers})
     await send({"type": "http.response.body", "body": data})

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
@@ -185,6 +185,9 @@ class OnlineTuner:
         self._lock = threading.Lock()
         self._pending: OrderedDict[str, tuple[int, Any, float, Proposal]] = OrderedDict()  # id -> (index, tag, ts, proposal)
         self._closed: OrderedDict[str, bool] = OrderedDict()  # id -> True (answered) / False (expired)
+        # _closed's ids in its order as runs [boot, first seq, count, answered] of consecutive ids: what a
+        # snapshot stores, kept as ids close so that a snapshot costs O(runs), not O(remembered ids)
+        self._closed_runs: deque[list[Any]] = deque()
         self.boot = 0
         self._seq = 0
         self._n = {"suggestions": 0, "feedback": 0, "expired": 0, "observations": 0, "guardrail_vetoes": 0}
@@ -263,13 +266,26 @@ class OnlineTuner:
         return self.suggest_many(1)[0]
 
     def suggest_many(self, n: int) -> list[Suggestion]:
-        """``n`` configurations to serve, chosen as ``n`` calls of :meth:`suggest` would choose them
-        (under one lock; the journal records them without an fsync, as single suggestions).
+        """``n`` configurations to serve, under one lock, journaled without an fsync (a later one
+        covers them). Each is one that :meth:`suggest` could have chosen after the previous
+        ones; a strategy with a batch draw (``Strategy.propose_batch``: ``hier-ts`` once every
+        arm has a reward, without a guardrail) draws the whole batch at once and journals it
+        as one record, from the same posterior as ``n`` calls of :meth:`suggest` but not with
+        the same draws; otherwise the batch is exactly ``n`` calls of :meth:`suggest`.
 
-        If the journal fails part-way, JournalUnavailable is raised; the suggestions already
-        journaled stay pending (and expire unanswered)."""
+        If the journal fails, JournalUnavailable is raised: nothing of a batch drawn at once
+        is counted; of a batch chosen one by one, the suggestions already journaled stay
+        pending (and expire unanswered)."""
         check_positive_int("n", n)
-        out = []
+        ids, _, coords, expires = self._suggest(int(n))
+        config = self.space.config_from_coords
+        return [Suggestion(sid, config(c), expires) for sid, c in zip(ids, coords)]
+
+    def _suggest(self, n: int) -> tuple[list[str], list[int], list[tuple[int, ...]], float]:
+        """``suggest_many`` as (ids, configuration indices, coordinates, expiry time)."""
+        ids: list[str] = []
+        indices: list[int] = []
+        coords_of: list[tuple[int, ...]] = []
         space = self.space
         with self._lock:
             if self._closing:
@@ -279,7 +295,28 @@ class OnlineTuner:
             strategy, journal, guardrail = self.strategy, self._journal, self.guardrail
             expires = now + self.expiry_s
             prefix = f"{self.boot}-"
-            for _ in range(int(n)):
+            batch = strategy.propose_batch(n) if n > 1 and guardrail is None else None
+            if batch is not None:
+                first = self._seq + 1
+                batch = [p if type(p.coords) is tuple else Proposal(tuple(int(c) for c in p.coords), p.tag) for p in batch]
+                index_of = space.index_of_coords
+                indices = [index_of(p.coords) for p in batch]
+                if journal is not None:  # one record, before any state changes: all or nothing
+                    journal.append({"type": "suggest_batch", "boot": self.boot, "first": first, "indices": indices,
+                                    "tags": [p.tag for p in batch], "ts": now}, sync=False)
+                    self._since_snapshot += len(batch)  # a batch record counts its items
+                self._seq += len(batch)
+                strategy.commit_many(batch)
+                pending = self._pending
+                for k, (proposal, index) in enumerate(zip(batch, indices)):
+                    sid = prefix + str(first + k)
+                    pending[sid] = (index, proposal.tag, now, proposal)
+                    ids.append(sid)
+                    coords_of.append(proposal.coords)
+                self._n["suggestions"] += len(batch)
+                self._maybe_snapshot()
+                return ids, indices, coords_of, expires
+            for _ in range(n):
                 proposal = strategy.propose()
                 coords, tag = proposal.coords, proposal.tag
                 if type(coords) is not tuple:
@@ -291,17 +328,19 @@ class OnlineTuner:
                     coords = space.coords_of_index(index)
                 self._seq += 1
                 sid = prefix + str(self._seq)
-                config = space.config_from_coords(coords)
                 if journal is not None:
-                    rec = {"type": "suggest", "id": sid, "index": index, "config": config, "tag": tag, "ts": now}
+                    rec = {"type": "suggest", "id": sid, "index": index, "config": space.config_from_coords(coords),
+                           "tag": tag, "ts": now}
                     if veto:
                         rec["veto"] = True
                     journal.append(rec, sync=False)  # journal first: a failed write changes nothing
                     self._since_snapshot += 1
                 self._apply_suggest(sid, index, tag, now, veto, coords)
-                out.append(Suggestion(sid, config, expires))
+                ids.append(sid)
+                indices.append(index)
+                coords_of.append(coords)
             self._maybe_snapshot()
-        return out
+        return ids, indices, coords_of, expires
 
     def feedback(self, id: str, reward: float, *, wait: bool = True) -> int:
         """Count ``reward`` for suggestion ``id`` once.
@@ -343,8 +382,14 @@ class OnlineTuner:
         """
         outcomes: list[ValueError | None] = [None] * len(items)
         values: dict[int, float] = {}
+        lo, hi = self.reward_range
+        check_more = self.strategy._check_reward
         for k, (sid, reward) in enumerate(items):
             try:
+                if type(reward) is float and lo <= reward <= hi and type(sid) is str:  # _check_reward's common case
+                    check_more(reward)
+                    values[k] = reward
+                    continue
                 values[k] = self._check_reward(reward)
                 if not isinstance(sid, str):
                     raise ValueError(f"id must be a string returned by suggest(), got {sid!r}")
@@ -356,27 +401,31 @@ class OnlineTuner:
             self._sweep(self._clock())
             ts = self._clock()
             taken: set[str] = set()
-            records, counted = [], []
+            pending = self._pending
+            ids, rewards = [], []
             for k, value in values.items():
                 sid = items[k][0]
+                if sid in pending and sid not in taken:
+                    taken.add(sid)
+                    ids.append(sid)
+                    rewards.append(value)
+                    continue
                 try:
                     if sid in taken:
                         self._rejected["duplicate"] += 1
                         raise DuplicateFeedback(f"id {sid!r}: feedback was already received earlier in this batch; it counts once")
-                    if sid not in self._pending:
-                        self._reject(sid)
+                    self._reject(sid)
                 except FeedbackRejected as exc:
                     outcomes[k] = exc
-                    continue
-                taken.add(sid)
-                records.append({"type": "feedback", "id": sid, "reward": value, "ts": ts})
-                counted.append((sid, value))
             seq = 0
-            if records and self._journal is not None:
-                seq = self._journal.append_many(records)  # all or nothing, before any state changes
-                self._since_snapshot += len(records)
-            for sid, value in counted:
-                self._apply_feedback(sid, value)
+            if ids and self._journal is not None:  # one record, before any state changes: all or nothing
+                if len(ids) == 1:
+                    rec = {"type": "feedback", "id": ids[0], "reward": rewards[0], "ts": ts}
+                else:
+                    rec = {"type": "feedback_batch", "ids": ids, "rewards": rewards, "ts": ts}
+                seq = self._journal.append(rec)
+                self._since_snapshot += len(ids)
+            self._apply_feedback_many(ids, rewards)
             self._maybe_snapshot()
         if wait and seq:
             self._journal.wait(seq)  # type: ignore[union-attr]
@@ -550,9 +599,25 @@ class OnlineTuner:
         self._apply_expire(ids)
 
     def _remember_closed(self, sid: str, answered: bool) -> None:
-        self._closed[sid] = answered
-        if len(self._closed) > self._remember:
-            self._closed.popitem(last=False)
+        closed, runs = self._closed, self._closed_runs
+        closed[sid] = answered
+        boot, _, seq = sid.partition("-")
+        b, n = int(boot), int(seq)
+        last = runs[-1] if runs else None
+        if last is not None and last[0] == b and last[1] + last[2] == n and last[3] is answered:
+            last[2] += 1
+        else:
+            runs.append([b, n, 1, answered])
+        if len(closed) > self._remember:
+            self._forget_oldest_closed()
+
+    def _forget_oldest_closed(self) -> None:
+        self._closed.popitem(last=False)
+        first = self._closed_runs[0]  # the oldest id is its first
+        first[1] += 1
+        first[2] -= 1
+        if not first[2]:
+            self._closed_runs.popleft()
 
     def _apply_suggest(self, sid: str, index: int, tag: Any, ts: float, veto: bool,
                        coords: tuple[int, ...] | None = None) -> None:
@@ -571,6 +636,29 @@ class OnlineTuner:
         self._remember_closed(sid, True)
         self._n["feedback"] += 1
         self._reward_sum += reward
+
+    def _apply_feedback_many(self, ids: list[str], rewards: list[float]) -> None:
+        """``_apply_feedback`` for each pair in order (pending ids, distinct, checked rewards)."""
+        pending = self._pending
+        self.strategy._answer_many([pending.pop(sid)[3] for sid in ids], rewards)
+        closed, runs = self._closed, self._closed_runs
+        last = runs[-1] if runs else None
+        for sid in ids:  # _remember_closed(sid, True) each, the oldest forgotten at the end: the same ids and runs
+            closed[sid] = True
+            boot, _, seq = sid.partition("-")
+            b, n = int(boot), int(seq)
+            if last is not None and last[0] == b and last[1] + last[2] == n and last[3] is True:
+                last[2] += 1
+            else:
+                last = [b, n, 1, True]
+                runs.append(last)
+        while len(closed) > self._remember:
+            self._forget_oldest_closed()
+        self._n["feedback"] += len(ids)
+        total = self._reward_sum
+        for reward in rewards:  # one at a time: the same float as single feedbacks add up to
+            total += reward
+        self._reward_sum = total
 
     def _apply_expire(self, ids: list[str]) -> None:
         for sid in ids:
@@ -601,9 +689,22 @@ class OnlineTuner:
             boot, _, seq = sid.partition("-")
             if int(boot) == self.boot:
                 self._seq = max(self._seq, int(seq))
+        elif kind == "suggest_batch":
+            boot, first, ts = int(rec["boot"]), int(rec["first"]), float(rec["ts"])
+            for k, (index, tag) in enumerate(zip(rec["indices"], rec["tags"])):
+                self._apply_suggest(f"{boot}-{first + k}", int(index), tag, ts, False)
+            if boot == self.boot:
+                self._seq = max(self._seq, first + len(rec["indices"]) - 1)
         elif kind == "feedback":
             if rec["id"] in self._pending:
                 self._apply_feedback(rec["id"], self.strategy.validate_reward(rec["reward"]))
+        elif kind == "feedback_batch":
+            ids, rewards = [], []
+            for sid, r in zip(rec["ids"], rec["rewards"]):
+                if sid in self._pending and sid not in ids:  # as for single records: counted once
+                    ids.append(sid)
+                    rewards.append(self.strategy.validate_reward(r))
+            self._apply_feedback_many(ids, rewards)
         elif kind == "expire":
             self._apply_expire(list(rec["ids"]))
         elif kind == "observe":
@@ -633,6 +734,7 @@ class OnlineTuner:
         self.strategy = self._new_strategy(self.strategy.name)
         self._pending.clear()
         self._closed.clear()
+        self._closed_runs.clear()
         self.boot = 0
         self._n = dict.fromkeys(self._n, 0)
         self._reward_sum = 0.0
@@ -643,7 +745,7 @@ class OnlineTuner:
             "counters": dict(self._n),
             "reward_sum": self._reward_sum,
             "pending": [[sid, i, tag, ts] for sid, (i, tag, ts, _) in self._pending.items()],
-            "closed": [[sid, int(a)] for sid, a in self._closed.items()],
+            "closed_runs": [[b, first, count, int(a)] for b, first, count, a in self._closed_runs],
             "strategy": self.strategy.state(),
         }
 
@@ -655,7 +757,16 @@ class OnlineTuner:
         coords = self.space.coords_of_index
         self._pending = OrderedDict((sid, (int(i), tag, float(ts), Proposal(coords(int(i)), tag)))
                                     for sid, i, tag, ts in state["pending"])
-        self._closed = OrderedDict((sid, bool(a)) for sid, a in state["closed"])
+        self._closed = OrderedDict()
+        self._closed_runs = deque()
+        if "closed_runs" in state:
+            for b, first, count, a in state["closed_runs"]:
+                answered = bool(a)
+                self._closed.update((f"{int(b)}-{n}", answered) for n in range(int(first), int(first) + int(count)))
+                self._closed_runs.append([int(b), int(first), int(count), answered])
+        else:  # a snapshot written before the runs: the ids one by one
+            for sid, a in state["closed"]:
+                self._remember_closed(sid, bool(a))
 
     def _maybe_snapshot(self) -> None:
         p = self.persistence
@@ -763,8 +874,18 @@ def read_rewards(path: str | Path, space: SearchSpace) -> list[tuple[int, float]
             out.append((index(rec["config"], f"record {n}"), float(rec["reward"])))
         elif kind == "suggest":
             configs[rec["id"]] = rec["config"]
+        elif kind == "suggest_batch":
+            for k, i in enumerate(rec["indices"]):
+                try:
+                    configs[f"{rec['boot']}-{rec['first'] + k}"] = space.config(i)
+                except ValueError as exc:
+                    raise ValueError(f"warm start journal {str(path)!r}, record {n}: {exc}") from None
         elif kind == "feedback" and rec.get("id") in configs:
             out.append((index(configs.pop(rec["id"]), f"record {n}"), float(rec["reward"])))
+        elif kind == "feedback_batch":
+            for sid, r in zip(rec["ids"], rec["rewards"]):
+                if sid in configs:
+                    out.append((index(configs.pop(sid), f"record {n}"), float(r)))
         elif kind == "observe":
             out.extend((index(c, f"record {n}"), float(r)) for c, r in zip(rec["configs"], rec["rewards"]))
     return out

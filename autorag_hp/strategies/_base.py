@@ -137,6 +137,7 @@ class Strategy(abc.ABC):
     forgets: ClassVar[tuple[type, ...]] = (Stationary,)  # statistics rules the strategy accepts
     online: ClassVar[bool] = False  # propose/commit/expire/state/load usable by the online tuner
     default_sampling: ClassVar[str] = "iid"  # how a Study samples questions unless told (objective.SAMPLING_MODES)
+    default_batch: ClassVar[int] = 4  # questions per pull of a Study unless told
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, stats: Any = None, **options: Any) -> None:
         if not isinstance(space, SearchSpace):
@@ -205,6 +206,12 @@ class Strategy(abc.ABC):
             raise ValueError(f"{proposal!r} is not a pending ask")
         self._learn(coords, value, proposal.tag, queue)
 
+    def _answer_many(self, proposals: list[Proposal], values: list[float]) -> None:
+        """``_answer`` for each pair in order (the online tuner's feedback batches); a strategy
+        may do it faster as long as the state is the same."""
+        for proposal, value in zip(proposals, values):
+            self._answer(proposal, value)
+
     def observe(self, config: Mapping[str, Any], reward: float) -> None:
         """Count a reward for a configuration that no pending ask stands for (e.g. measured
         elsewhere); pending asks of the same configuration stay pending."""
@@ -224,6 +231,16 @@ class Strategy(abc.ABC):
         """The next configuration and its tag; draws from ``self.rng`` and changes nothing else
         (``commit`` counts it as asked). May raise :class:`SpaceExhausted`."""
 
+    def propose_batch(self, n: int) -> list[Proposal] | None:
+        """``n`` proposals drawn together, for a batch whose proposals are then committed in
+        this order, or None when the strategy has no such draw at this moment (the caller then
+        proposes and commits one at a time). Draws from ``self.rng`` and changes nothing else.
+        Each proposal must be one that ``propose`` could make after the previous ones were
+        committed, drawn from the same distribution; the draws may come in another order, so
+        the values need not be those of ``n`` calls of ``propose``. Offline ``ask_batch``
+        does not use it (the online tuner's batches do)."""
+        return None
+
     def commit(self, proposal: Proposal) -> None:
         """Count ``proposal`` as asked: its reward is awaited (``tell``) unless it expires (``expire``)."""
         coords = tuple(proposal.coords)
@@ -233,6 +250,11 @@ class Strategy(abc.ABC):
             queue = self.pending[coords] = deque()
         queue.append(proposal.tag)
         self.n_asked += 1
+
+    def commit_many(self, proposals: list[Proposal]) -> None:
+        """``commit`` each of ``proposals`` in order (the same state; one call for a batch)."""
+        for proposal in proposals:
+            self.commit(proposal)
 
     def expire(self, proposal: Proposal) -> None:
         """Forget a committed proposal whose reward will never come (ValueError if not pending)."""

@@ -92,6 +92,29 @@ class ArmSet:
                     self._sum[old] -= r
                     self._sumsq[old] -= r * r
 
+    def update_many(self, arms: list[int], rewards: list[float]) -> bool:
+        """``update(arm, reward, was_pending=True)`` for each pair in order, in plain Python on
+        the arms' statistics as lists: the same operations on the same floats in the same
+        order. Only for statistics that neither discount nor window (returns False, changing
+        nothing, otherwise)."""
+        if self._gamma != 1.0 or self._window is not None or self._w != 1.0:
+            return False
+        n, s, q, p = self._n.tolist(), self._sum.tolist(), self._sumsq.tolist(), self.pending.tolist()
+        clock = self.clock
+        for a, r in zip(arms, rewards):
+            n[a] += 1.0  # update(): w = 1.0, so w * r == r and w * r * r == r * r
+            s[a] += r
+            q[a] += r * r
+            clock = clock * 1.0 + 1.0
+            if p[a] > 0:
+                p[a] -= 1
+        self._n[:] = n
+        self._sum[:] = s
+        self._sumsq[:] = q
+        self.pending[:] = p
+        self.clock = clock
+        return True
+
     def means(self) -> np.ndarray:
         """Empirical means (0 where an arm has no pulls)."""
         return np.divide(self._sum, self._n, out=np.zeros(len(self._n)), where=self._n > 0)
@@ -208,9 +231,15 @@ class Thompson:
 
     def sample(self, arms: ArmSet, rng: np.random.Generator) -> np.ndarray:
         """One posterior draw of every arm's mean."""
-        n = arms.n
         if self.posterior == "beta":
-            return rng.beta(1.0 + arms.sum, 1.0 + n - arms.sum)
+            return rng.beta(1.0 + arms.sum, 1.0 + arms.n - arms.sum)
+        an, mun, bn, kn = self._posterior_arrays(arms)
+        sigma2 = bn / rng.gamma(an)
+        return mun + rng.standard_normal(len(an)) * np.sqrt(sigma2 / kn)
+
+    def _posterior_arrays(self, arms: ArmSet) -> tuple[np.ndarray, ...]:
+        """Per arm (a_n, mu_n, b_n, k_n) of the Normal-Inverse-Gamma posterior, as arrays."""
+        n = arms.n
         mu0, k0, a0, b0 = self._prior(arms)
         xbar = np.divide(arms.sum, n, out=np.full(len(n), float(mu0)), where=n > 0)
         ss = np.where(n > 0, np.maximum(arms.sumsq - n * xbar * xbar, 0.0), 0.0)
@@ -218,8 +247,52 @@ class Thompson:
         mun = (k0 * mu0 + n * xbar) / kn
         an = a0 + n / 2.0
         bn = b0 + 0.5 * ss + k0 * n * (xbar - mu0) ** 2 / (2.0 * kn)
-        sigma2 = bn / rng.gamma(an)
-        return mun + rng.standard_normal(len(n)) * np.sqrt(sigma2 / kn)
+        return an, mun, bn, kn
+
+    def select_many(self, tables: list[ArmSet], which: list[int], rng: np.random.Generator) -> list[int]:
+        """For each entry ``t`` of ``which``, the arm of ``tables[t]`` with the highest value in its
+        own posterior draw of every arm's mean: the rows of a batch of suggestions, drawn
+        together (one generator call per kind of variate, the rows of table 0 first, then of
+        table 1, ...). Each row has the distribution of one ``select`` on an arm set whose
+        arms all have rewards, but the variates come in another order than ``len(which)``
+        calls of ``select`` would draw them, so not the same values; ties (probability zero
+        with these continuous draws) go to the first arm."""
+        rows: list[list[int]] = [[] for _ in tables]
+        for i, t in enumerate(which):
+            rows[t].append(i)
+        cols: list[list[float]] = [[], []] if self.posterior == "beta" else [[], [], [], []]
+        idx: list[int] = []
+        blocks = []
+        for t, r in enumerate(rows):
+            if not r:
+                continue
+            arms = tables[t]
+            if self.posterior == "beta":
+                params = [(1.0 + arms.sum).tolist(), (1.0 + arms.n - arms.sum).tolist()]
+            elif len(arms) <= _SMALL:
+                params = self._posterior(arms, arms.n.tolist(), arms.sum.tolist(), arms.sumsq.tolist())
+            else:
+                params = [a.tolist() for a in self._posterior_arrays(arms)]
+            off = len(cols[0])
+            for col, values in zip(cols, params):
+                col.extend(values)
+            k = len(arms)
+            idx.extend(list(range(off, off + k)) * len(r))
+            blocks.append((r, k))
+        p = np.array(cols)[:, idx]
+        if self.posterior == "beta":
+            theta = rng.beta(p[0], p[1])
+        else:
+            gam = rng.standard_gamma(p[0])
+            z = rng.standard_normal(len(idx))
+            theta = p[1] + z * np.sqrt(p[2] / gam / p[3])
+        out = [0] * len(which)
+        pos = 0
+        for r, k in blocks:
+            for i, best in zip(r, theta[pos : pos + len(r) * k].reshape(len(r), k).argmax(axis=1).tolist()):
+                out[i] = best
+            pos += len(r) * k
+        return out
 
     def _sample_small(self, arms: ArmSet, rng: np.random.Generator) -> list[float]:
         """``sample`` (Gaussian) in plain Python for a few arms: the numpy path's operations in the

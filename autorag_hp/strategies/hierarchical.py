@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -96,6 +97,54 @@ class _Hierarchical(Strategy):
         self._set_arm(g, coords, arm)
         return Proposal(tuple(coords), [int(g), int(arm)])
 
+    def propose_batch(self, n: int) -> list[Proposal] | None:
+        """Thompson sampling once every arm of both levels has a reward: no reward arrives
+        inside a batch and pending pulls change no posterior, so ``n`` calls of ``propose``
+        (each committed) would draw ``n`` times from the same posteriors. Here the upper
+        draws of all rows come from one ``Thompson.select_many`` call and the lower draws of
+        all rows (each from its group's table) from one more (ties, of probability zero, go
+        to the first arm); each
+        proposal changes the previous one's configuration, as committing them in order does.
+        None (one at a time) while an arm has no reward yet: untried arms go first, and
+        which are untried changes with every commit."""
+        policy = self.upper_policy
+        if not isinstance(policy, Thompson) or n < 2:
+            return None
+        if any(0.0 in arms._n.tolist() for arms in (self.upper, *self.lower)):
+            return None
+        groups = policy.select_many([self.upper], [0] * n, self.rng)
+        picked = self.lower_policy.select_many(self.lower, groups, self.rng)
+        single = [pos[0] if len(pos) == 1 else -1 for pos in self._group_pos]  # a one-parameter group: arm = value
+        coords = list(self.current)
+        out = []
+        for g, arm in zip(groups, picked):
+            if single[g] >= 0:
+                coords[single[g]] = arm
+            else:
+                self._set_arm(g, coords, arm)
+            out.append(Proposal(tuple(coords), [g, arm]))
+        return out
+
+    def commit_many(self, proposals: list[Proposal]) -> None:
+        if not proposals:
+            return
+        counts: dict[tuple[int, int], int] = {}
+        pending = self.pending
+        for proposal in proposals:
+            coords, tag = tuple(proposal.coords), proposal.tag
+            if tag is not None:
+                key = (tag[0], tag[1])
+                counts[key] = counts.get(key, 0) + 1
+            queue = pending.get(coords)
+            if queue is None:
+                queue = pending[coords] = deque()
+            queue.append(tag)
+        for (g, arm), c in counts.items():  # whole numbers: the same floats as adding one at a time
+            self.upper.pending[g] += c
+            self.lower[g].pending[arm] += c
+        self.current = list(coords)
+        self.n_asked += len(proposals)
+
     def _commit(self, coords: Coords, tag) -> None:
         self.current = list(coords)
         if tag is not None:
@@ -124,6 +173,33 @@ class _Hierarchical(Strategy):
             # it says something about every group's value, nothing about which group to move.
             for g in range(len(self.groups)):
                 self.lower[g].update(self._arm_of(g, coords), reward, was_pending=False)
+
+    def _answer_many(self, proposals: list[Proposal], values: list[float]) -> None:
+        """``_answer`` each in order, with the arm tables updated once per batch (``ArmSet.update_many``:
+        the same floats) when the statistics are stationary and every proposal is tagged."""
+        if not isinstance(self.stats_rule, Stationary) or any(p.tag is None for p in proposals):
+            return super()._answer_many(proposals, values)
+        pending, done = self.pending, 0
+        try:  # what _answer checks, item by item; a failure leaves the earlier items applied, as _answer would
+            for proposal in proposals:
+                coords = tuple(proposal.coords)
+                queue = pending.get(coords)
+                if not queue or proposal.tag not in queue:
+                    raise ValueError(f"{proposal!r} is not a pending ask")
+                self._unpend(coords, proposal.tag, queue)
+                done += 1
+        finally:
+            groups = [p.tag[0] for p in proposals[:done]]
+            if not self.upper.update_many(groups, values[:done]):  # pragma: no cover - Stationary always can
+                raise AssertionError("stationary arm tables must take update_many")
+            for g, arms in enumerate(self.lower):
+                rows = [k for k in range(done) if groups[k] == g]
+                if rows:
+                    arms.update_many([proposals[k].tag[1] for k in rows], [values[k] for k in rows])
+            add = self.stats.add
+            for proposal, value in zip(proposals[:done], values[:done]):
+                add(tuple(proposal.coords), value)
+            self.n_told += done
 
     def _state(self) -> dict:
         return {"upper": self.upper.state(), "lower": [a.state() for a in self.lower], "current": list(self.current)}

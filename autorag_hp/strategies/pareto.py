@@ -21,7 +21,12 @@ posterior means (with credible intervals), and ``best(n, w=...)`` answers for an
 without new pulls. Give it paired question sampling (``sampling="paired"`` of the objective,
 :func:`autorag_hp.objective.paired_questions`): the front is a set of comparisons between
 configurations, and on the default and SQuAD grids it raised the front's recall by 0.06-0.08
-(docs/metrics.md).
+(docs/metrics.md). Under paired sampling (``population="auto"``, resolved by Study and the bench
+replay) both models know that a configuration's first N / batch pulls see disjoint questions, so
+a fully seen configuration has exact means and the pulls move on; the scalarised draws play
+top-two sampling (``leader_prob=0.3``). ``psi_prob`` mixes in an APE-style Pareto-set
+identification rule (Kone et al. 2023), off by default: it finds more of the front but answers
+``best(w)`` worse.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import numpy as np
 
 from autorag_hp._seeds import generator
 from autorag_hp._threads import one_blas_thread
+from autorag_hp._validation import check_number, check_positive_int
 from autorag_hp.objective import check_reward, check_t_max, check_w
 from autorag_hp.pareto import pareto_mask
 from autorag_hp.strategies._base import Coords, Proposal, Recommendation, Strategy, argmax_random, pull_count
@@ -52,9 +58,18 @@ class ParetoTSOptions(StructuredTSOptions):
     floor on a configuration's deviation from the additive model) defaults to 0.05 here, not
     0.02: the grids' quality fronts have configurations the additive model misses by 0.1 or
     more, and a wider residual lets their own pulls count; ``leader_prob`` (a model option) below 1 plays
-    top-two sampling on the scalarised draws, as ``structured-tt``; ``front_prob``: the chance that a pull instead
+    top-two sampling on the scalarised draws, as ``structured-tt`` (0.3 here: with ``population``
+    it won on seeds 100-119, docs/metrics.md); ``population`` (both models; "auto": Study and the
+    bench replay set it to N / batch under paired sampling, as for ``structured-tt``): a
+    configuration whose pulls have seen every question has exact means and is not proposed
+    again while others remain; ``front_prob``: the chance that a pull instead
     plays a uniform pick from the sampled Pareto front (Pareto Thompson sampling, Yahyaa &
     Manderick 2015, "Thompson Sampling for Multi-Objective Multi-Armed Bandits Problem");
+    ``psi_prob``: the chance that a pull instead plays the Pareto-set identification rule
+    (:meth:`ParetoTS._psi_pick`, after APE, Kone et al. 2023), its front probabilities from
+    ``psi_draws`` joint posterior draws, ``psi_eps`` the quality (and tokens / t_max) gap under
+    which two configurations are a tie (the recall metric's 0.005); it finds more of the front
+    and answers ``best(w)`` worse (docs/metrics.md), so it is off by default;
     ``cost_prior_scale``/``cost_interaction_scale``/``cost_residual_scale``: the cost model's
     prior standard deviations, in log-token units (the model options above are quality's)."""
 
@@ -65,6 +80,11 @@ class ParetoTSOptions(StructuredTSOptions):
     scalarisation: str = "linear"
     residual_scale: float = 0.05
     front_prob: float = 0.0
+    leader_prob: float = 0.3
+    population: int | str = "auto"
+    psi_prob: float = 0.0
+    psi_draws: int = 32
+    psi_eps: float = 0.005
     cost_prior_scale: float = 1.0
     cost_interaction_scale: float = 0.3
     cost_residual_scale: float = 0.1
@@ -80,9 +100,10 @@ class ParetoTSOptions(StructuredTSOptions):
             check_t_max(self.t_max)
         if self.scalarisation not in ("chebyshev", "linear"):
             raise ValueError(f"scalarisation must be 'chebyshev' or 'linear', got {self.scalarisation!r}")
-        if isinstance(self.front_prob, bool) or not isinstance(self.front_prob, (int, float)) or not (
-                0.0 <= self.front_prob <= 1.0):
-            raise ValueError(f"front_prob must be a number in [0, 1], got {self.front_prob!r}")
+        for f in ("front_prob", "psi_prob"):
+            check_number(f, getattr(self, f), low=0.0, high=1.0)
+        check_positive_int("psi_draws", self.psi_draws)
+        check_number("psi_eps", self.psi_eps, low=0.0, high=1.0, high_open=True)
         if self.stop or self.warm_start is not None:
             raise ValueError("pareto-ts supports neither stop nor warm_start")
 
@@ -115,29 +136,108 @@ class ParetoTS(Strategy):
     # -- ask ------------------------------------------------------------------------------
     def _draw(self, model: StructuredTS) -> np.ndarray:
         f = model.design.score_all(model._sample_beta(self.rng))
-        xi = self.rng.standard_normal(len(f)) if model._tau2 > 0 else None
-        return model._values(f, xi)
+        tail = model.options.residual_tail > 0
+        xi = self.rng.standard_normal(len(f)) if model._tau2 > 0 or tail else None
+        return model._values(f, xi, self.rng.random(len(f)) if tail else None)
+
+    def _exhausted(self) -> np.ndarray | None:
+        """With ``population`` P: the configurations whose pulls have seen every question
+        (n >= floor(P): their means are exact), which are not proposed while others remain;
+        None without ``population`` or when every configuration is exhausted."""
+        p = self.quality._population
+        if not p:
+            return None
+        done = self.quality.n_c >= math.floor(p)
+        return done if not done.all() else None
 
     @one_blas_thread
     def propose(self) -> Proposal:
         """The next space-filling first pull (tag "init"), then the argmax of a random
-        scalarisation of one posterior draw of each model (tag: the weight drawn)."""
+        scalarisation of one posterior draw of each model (tag: the weight drawn), or, with
+        ``psi_prob``, a Pareto-set identification pull (tag "psi"); with ``population``, never a
+        configuration whose pulls have seen every question while others remain."""
         if self._init_plan:
             return Proposal(self._init_plan[-1], "init")
         w = float(self.rng.uniform(self.options.w_low, self.options.w_high))
         q, log_t = self._draw(self.quality), self._draw(self.cost)
+        done = self._exhausted()
+        if self.options.psi_prob and self.rng.random() < self.options.psi_prob:
+            return Proposal(self.space.coords_of_index(self._psi_pick(done)), "psi")
         if self.options.front_prob and self.rng.random() < self.options.front_prob:
             # Pareto Thompson sampling (Yahyaa & Manderick 2015): uniform over the sampled front.
-            front = np.flatnonzero(pareto_mask(np.column_stack([q, log_t]), [1, -1]))
+            on_front = pareto_mask(np.column_stack([q, log_t]), [1, -1])
+            if done is not None and (on_front & ~done).any():
+                on_front &= ~done
+            front = np.flatnonzero(on_front)
             pick = int(front[self.rng.integers(len(front))])
             return Proposal(self.space.coords_of_index(pick), round(w, 6))
-        leader = argmax_random(self._scalarise(w, q, log_t), self.rng)
+        v = self._scalarise(w, q, log_t)
+        if done is not None:
+            v[done] = -np.inf
+        leader = argmax_random(v, self.rng)
         if self.options.leader_prob < 1.0 and self.rng.random() >= self.options.leader_prob:
             # top-two (Russo 2016), as structured-tt: the argmax of a fresh draw, the leader masked out
             v = self._scalarise(w, self._draw(self.quality), self._draw(self.cost))
-            v[leader] = -np.inf
-            leader = argmax_random(v, self.rng)
+            if done is not None:
+                v[done] = -np.inf
+            if np.isfinite(np.delete(v, leader)).any():
+                v[leader] = -np.inf
+                leader = argmax_random(v, self.rng)
         return Proposal(self.space.coords_of_index(leader), round(w, 6))
+
+    def _draws(self, model: StructuredTS, k: int) -> np.ndarray:
+        """(k, configurations) joint posterior draws of ``model``'s values."""
+        f = model.design.score_many(model._sample_beta(self.rng, k))
+        tail = model.options.residual_tail > 0
+        xi = self.rng.standard_normal(f.shape) if model._tau2 > 0 or tail else None
+        return model._values(f, xi, self.rng.random(f.shape) if tail else None)
+
+    @one_blas_thread
+    def front_probability(self, draws: int | None = None, *, eps: float | None = None) -> np.ndarray:
+        """Per configuration, the share of ``draws`` joint posterior draws of both models (default
+        the ``psi_draws`` option) in which no configuration that costs no more tokens beats its
+        quality by more than ``eps`` (default ``psi_eps``; 0: plain Pareto optimality). Draws from
+        the strategy's own generator."""
+        k = self.options.psi_draws if draws is None else check_positive_int("draws", draws)
+        eps = self.options.psi_eps if eps is None else check_number("eps", eps, low=0.0, high=1.0, high_open=True)
+        q, t = self._draws(self.quality, k), self._draws(self.cost, k)
+        order = np.lexsort((-q, t))  # per draw: cheapest first, better quality first among equals
+        qs = np.take_along_axis(q, order, axis=1)
+        before = np.concatenate([np.full((k, 1), -np.inf), np.maximum.accumulate(qs, axis=1)[:, :-1]], axis=1)
+        ok = np.zeros(q.shape, dtype=bool)
+        np.put_along_axis(ok, order, before <= qs + eps, axis=1)
+        return ok.mean(axis=0)
+
+    def _psi_pick(self, done: np.ndarray | None) -> int:
+        """A Pareto-set identification pull, after APE (Kone, Kaufmann & Richert 2023, "Adaptive
+        algorithms for relaxed Pareto set identification", NeurIPS: pull the less explored of the
+        arm most at risk of misclassification and its closest competitor), with posterior draws
+        for confidence boxes (cf. Auer, Chiang, Ortner & Drugan 2016): the configuration off the
+        front of posterior means most likely to be Pareto-optimal (``front_probability``) with no
+        tie (within ``psi_eps`` in quality and in tokens / t_max) on that front, and the
+        configuration whose estimate dominates it with the highest estimated quality; the less
+        pulled of the two. Nothing ambiguous left: the least-pulled member of the front."""
+        p = self.front_probability()
+        eq, et = self.quality.posterior_mean(), self._tokens()[0]
+        on = pareto_mask(np.column_stack([eq, et]), [1, -1])
+        eps = self.options.psi_eps
+        front = np.flatnonzero(on)
+        free = np.ones(len(p), dtype=bool) if done is None else ~done
+        n = self.quality.n_c
+        for c in np.argsort(-p, kind="stable"):
+            if on[c] or p[c] <= 0:
+                continue
+            if np.any((np.abs(eq[front] - eq[c]) <= eps) & (np.abs(et[front] - et[c]) <= eps * self.t_max)):
+                continue  # a tie of it is on the front
+            dom = np.flatnonzero((eq >= eq[c]) & (et <= et[c]) & free)
+            dom = dom[dom != c]
+            cand = ([int(c)] if free[c] else []) + ([int(dom[np.argmax(eq[dom])])] if len(dom) else [])
+            if cand:
+                return min(cand, key=lambda i: (n[i], i))
+        left = np.flatnonzero(on & free)
+        if not len(left):
+            left = np.flatnonzero(free)
+        return int(left[np.argmin(n[left])])
 
     def _scalarise(self, w: float, q: np.ndarray, log_t: np.ndarray) -> np.ndarray:
         if self.options.scalarisation == "linear":

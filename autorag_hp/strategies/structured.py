@@ -29,7 +29,11 @@ intervals, so an unpulled configuration whose knob values all did well can be re
 
 Stopping rule (``stop=True``): ``ask`` raises :class:`SpaceExhausted` once the posterior
 probability that every one of ``best(stop_top)`` is within ``stop_epsilon`` of the
-``stop_top``-th best configuration reaches ``stop_level``. Transfer: ``warm_start`` reads
+``stop_top``-th best configuration reaches ``stop_level`` and every configuration has been
+pulled: when the posterior criterion holds first, the strategy pulls each unpulled configuration
+once (tag "verify", highest posterior mean first) and checks again; under paired sampling the
+rule's draws also carry the knob x question errors that configurations sharing a knob value
+share until they have seen every question. Transfer: ``warm_start`` reads
 (config, reward) pairs of a cheaper proxy (a journal path or a list of records); each counts
 as ``warm_weight`` of a target pull and the proxy gets its own offset, so a proxy that is
 uniformly worse (a smaller embedder) still informs the knob effects.
@@ -66,6 +70,12 @@ _ENUMERATE_LIMIT = 250_000  # larger spaces: coordinate ascent instead of scorin
 _AUTO_MAX_FEATURES = 320
 _ger = blas.dger  # a -= c x y^T in place on a Fortran-ordered float64 array
 _REFACTOR_DRIFT = 0.1  # refactor the posterior when the noise-variance estimate moves by 10%
+_EFFECTS_EVERY = 10  # batch_effects: tells between two estimates of the question-batch offsets (at least)
+
+
+def _above(t: np.ndarray, weights: np.ndarray, K: int) -> np.ndarray:
+    """For k = 0 .. K-1, the sum of ``weights`` over the entries whose count ``t`` exceeds k."""
+    return np.bincount(t, weights=weights, minlength=K + 1)[::-1].cumsum()[::-1][1:K + 1]
 
 
 def _finite(name: str, value: Any, *, low: float = 0, strict: bool = True) -> None:
@@ -88,7 +98,8 @@ class StructuredTSOptions:
     two-component scale mixture, heavy-tailed; 0 = one Gaussian). ``leader_prob``: top-two TS's
     chance of playing the leader (1 = plain Thompson sampling). ``init``: space-filling first pulls (0 = one per
     value of the knob with most values). ``stop``: honour the stopping rule (``stop_epsilon``,
-    ``stop_level``, ``stop_top``, checked every ``stop_every`` tells after ``stop_min_pulls``).
+    ``stop_level``, ``stop_top``, checked every ``stop_every`` tells after ``stop_min_pulls``; it
+    never certifies a configuration it has not pulled: see the module docstring).
     ``warm_start``: proxy observations, a journal path or a list of {"config", "reward"}
     records; ``warm_weight``: what one proxy pull counts for, in target pulls.
     ``population``: P = N questions / batch, the pulls in a pass of paired sampling (a real
@@ -98,7 +109,14 @@ class StructuredTSOptions:
     sigma^2 / n * max(1 - min(n, P) / P, 1e-3), i.e. (N - n * batch) / N (finite-population
     correction, in the blend, the regression, the draws, the intervals and the stopping rule),
     and a configuration with n >= floor(P) is not proposed again while others remain. Enumerated spaces
-    only; needs ``residual_tail=0``.
+    only; needs ``residual_tail=0``. ``batch_effects``: with ``population`` > 0 (paired sampling,
+    where every configuration's k-th pull sees the same k-th batch of questions) estimate each
+    batch's shared difficulty offset ``delta_k`` from the configurations that had a k-th pull (a
+    two-way configuration + question-batch fit, the offsets of each pass summing to zero so that
+    a configuration that saw every question keeps its exact mean) and let every pull enter the
+    model as ``reward - delta_k``: configurations compared after different numbers of pulls are
+    then compared on equal questions. Re-estimated every max(10, K) tells (K: the most pulls of
+    any configuration); inactive (bit-identical) without ``population``.
     """
 
     interactions: str = "auto"
@@ -121,6 +139,7 @@ class StructuredTSOptions:
     warm_start: Any = None
     warm_weight: float = 0.25
     population: int | str = 0
+    batch_effects: bool = False
 
 
     def __post_init__(self) -> None:
@@ -141,7 +160,7 @@ class StructuredTSOptions:
         if not (isinstance(self.stop_level, (int, float)) and not isinstance(self.stop_level, bool)
                 and 0.5 <= self.stop_level < 1.0):
             raise ValueError(f"stop_level must lie in [0.5, 1), got {self.stop_level!r}")
-        for f in ("stop", "residual_eb"):
+        for f in ("stop", "residual_eb", "batch_effects"):
             if not isinstance(getattr(self, f), bool):
                 raise ValueError(f"{f} must be true or false, got {getattr(self, f)!r}")
         check_int("init", self.init, minimum=0)
@@ -168,11 +187,15 @@ class StructuredTopTwoOptions(StructuredTSOptions):
     sampling ``tune`` uses (paired) it was significantly worse at 10% of grid calls on the
     tuning set and no better at 20% (docs/strategies.md, "10% of grid calls"). ``population="auto"``:
     under paired sampling Study and the bench replay set it to N / batch (the finite-population
-    correction won on the tuning set, same section); made directly, the strategy runs with it off."""
+    correction won on the tuning set, same section); made directly, the strategy runs with it off.
+    ``batch_effects=True``: with that population, the question-batch offsets of paired sampling come
+    off the rewards (won on the same tuning set with 2 questions per pull, the class's
+    ``default_batch``: docs/strategies.md, "Question-batch offsets"); inactive without it."""
 
     leader_prob: float = 0.5
     top_m: int = 5
     population: int | str = "auto"
+    batch_effects: bool = True
 
 
 class _Design:
@@ -297,6 +320,20 @@ class StructuredTS(Strategy):
         self._tot = [0, 0.0, 0.0]  # count, sum, sum of squares of target rewards
         self._tau2 = o.residual_scale ** 2
         self._population = float(o.population) if not isinstance(o.population, str) and self.enumerate else 0.0
+        # batch_effects: raw sums of the target rewards (per configuration, per ordinal, of squares) and
+        # the offset of each question batch (ordinal) that is taken off the rewards the model sees
+        self._fx = bool(o.batch_effects and self._population and self._gamma == 1.0)
+        self._fx_raw = np.zeros(len(space)) if self._fx else np.zeros(0)  # raw reward sum per configuration
+        self._fx_ord = np.zeros(0)  # raw reward sum per ordinal k (the k-th pulls of every configuration)
+        self._fx_sq = 0.0  # raw sum of squares
+        self._delta = np.zeros(0)  # offset of question batch k, taken off every k-th pull's reward
+        self._delta_cov = np.zeros((0, 0))  # its posterior covariance and the offsets' spread (read by the intervals)
+        self._delta_s2d = 0.0
+        self._fx_next = _EFFECTS_EVERY  # target pulls told at the next estimate
+        # paired sampling: the sum of every configuration's k-th reward, per ordinal k (the k-th pulls of
+        # all configurations saw the same questions); read only by the intervals (_question_offset)
+        self._ord_sum = np.zeros(0)
+        self._qo_cache: tuple[tuple[int, float], float] | None = None  # _question_offset per (pulls told, sigma^2)
         self._blend_key: tuple[float, float] | None = None
         self._blend_cache: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.empty(0),) * 3
         self._blend_dirty: set[int] = set()
@@ -310,6 +347,7 @@ class StructuredTS(Strategy):
         self._wide_cache: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = (np.empty(0),) * 4
         self._factor()
         self._stop_cache: tuple[int, float] | None = None
+        self._sweep_plan: list[Coords] = []  # stopping rule: unpulled configurations to verify first
         self._init_plan: list[Coords] = []
         if o.warm_start is not None:
             self._load_warm_start(o.warm_start)
@@ -366,8 +404,19 @@ class StructuredTS(Strategy):
     def _update(self, coords: Coords, reward: float, tag) -> None:
         if self._gamma < 1.0:
             self._forget()
+        if self._fx:  # the model sees the reward less its question batch's offset
+            i = self.space.index_of_coords(coords)
+            k = int(self.n_c[i])  # this pull's ordinal among the configuration's pulls
+            if k >= len(self._fx_ord):
+                self._fx_ord = np.concatenate([self._fx_ord, np.zeros(max(k + 1 - len(self._fx_ord), 16))])
+            self._fx_ord[k] += reward
+            self._fx_raw[i] += reward
+            self._fx_sq += reward * reward
+            reward -= float(self._delta[k]) if k < len(self._delta) else 0.0
         self._add(coords, reward, 1.0)
         row = self.stats.row(coords)  # before the base class adds this reward
+        if self._fx:  # the stats hold raw rewards: the own mean of the adjusted ones instead
+            row = (self.n_c[i], self.sum_c[i]) if self.n_c[i] else None
         if row is not None:
             n, s = row[0], row[1]
             mean_old = s / n
@@ -377,6 +426,11 @@ class StructuredTS(Strategy):
         if self.enumerate:
             i = self.space.index_of_coords(coords)
             n0, s0 = self.n_c[i], self.sum_c[i]
+            if self._population and self._gamma == 1.0:
+                k = int(n0)  # this pull's ordinal among the configuration's pulls
+                if k >= len(self._ord_sum):
+                    self._ord_sum = np.concatenate([self._ord_sum, np.zeros(max(k + 1 - len(self._ord_sum), 16))])
+                self._ord_sum[k] += reward
             self.n_c[i] += 1
             self.sum_c[i] += reward
             self._blend_dirty.add(i)
@@ -390,10 +444,92 @@ class StructuredTS(Strategy):
             # discounted: the whole precision moved, not by a rank-one term; otherwise the noise
             # estimate moved: redo the posterior at the new variance
             self._factor()
+        if self._fx and self._tot[0] >= self._fx_next:
+            self._batch_effects()
         if self.options.residual_eb and self.enumerate and self.n_told % 10 == 9:
             self._tau2 = max(self.options.residual_scale ** 2, self._residual_moment())
             if abs(self._tau2 - self._tau2_factored) > _REFACTOR_DRIFT * self._tau2_factored:
                 self._factor()  # every configuration's weight in the regression moved
+
+    def _batch_effects(self) -> None:
+        """``batch_effects``: re-estimate the offset ``delta_k`` of every question batch (ordinal k)
+        from the two-way view ``reward(c, k) = mu_c + delta_k + e`` of every target pull, and move
+        the model to the rewards less the new offsets.
+
+        With the configuration means absorbed, the raw per-ordinal sums S satisfy ``S - T ~ N(R
+        delta, s_e^2 R)`` (T: per ordinal, the sum of the raw means of the configurations that had
+        that pull; R = diag(m) - A, m_k those configurations, A_kl the sum of 1 / n_c over those with
+        more than max(k, l) pulls). Moments give the noise variance ``s_e^2`` (two-way residual sum
+        of squares) and the offsets' spread ``s_d^2 = (|d|^2 - s_e^2 tr R^+) / (K - 1)`` for the
+        least-squares fit d = R^+ (S - T); the estimate is the posterior mean under the prior
+        ``delta_k ~ N(0, s_d^2)`` conditioned on each pass's offsets summing to zero (the batches of
+        a pass partition the questions; a batch not seen yet takes its prior share, and so do the
+        N mod batch questions a pass of floor(P) whole batches leaves out, as P - floor(P) of a
+        batch), so that a configuration that saw every question keeps its exact mean. Then every sum the model keeps
+        (``sum_c``, ``xty``, the within sum of squares, the totals) moves to the new offsets and the
+        posterior is refactored. Nothing moves while fewer than two ordinals are seen. The next
+        estimate comes after max(10, K) more tells (an estimate costs O(K^3)).
+        """
+        pulled = np.flatnonzero(self.n_c)
+        nn = self.n_c[pulled]
+        t = nn.astype(np.intp)
+        K = int(t.max())
+        self._fx_next = self._tot[0] + max(_EFFECTS_EVERY, K)
+        n_tot = float(nn.sum())
+        dof = n_tot - len(pulled) - (K - 1)
+        if K < 2 or dof < 1:
+            return
+        raw = self._fx_raw[pulled]
+        S = self._fx_ord[:K]
+        m = _above(t, np.ones(len(t)), K)  # per ordinal k: the configurations with more than k pulls
+        ks = np.arange(K)
+        R = np.diag(m) - _above(t, 1.0 / nn, K)[np.maximum.outer(ks, ks)]
+        lam, U = np.linalg.eigh(R)
+        keep = lam > 1e-9 * max(float(lam[-1]), 1.0)
+        rhs = U.T @ (S - _above(t, raw / nn, K))
+
+        def rss(delta):  # two-way residual sum of squares at offsets delta (means re-fitted)
+            cum = np.concatenate([[0.0], np.cumsum(delta)])
+            adj = raw - cum[t]
+            return self._fx_sq - 2.0 * float(delta @ S) + float(m @ (delta * delta)) - float(np.sum(adj * adj / nn))
+
+        d = U[:, keep] @ (rhs[keep] / lam[keep])  # least squares, minimum norm
+        s2e = max(rss(d), 0.0) / dof
+        s2d = (float(d @ d) - s2e * float(np.sum(1.0 / lam[keep]))) / (K - 1)
+        if not s2e > 0 or not s2d > 0:
+            delta = np.zeros(K)
+            self._delta_cov, self._delta_s2d = np.zeros((K, K)), 0.0  # (for the intervals) no offsets seen
+        else:
+            post = 1.0 / (np.maximum(lam, 0.0) / s2e + 1.0 / s2d)
+            delta = U @ (post * rhs / s2e)
+            V = (U * post) @ U.T
+            per = max(int(math.floor(self._population)), 1)
+            starts = range(0, K, per)
+            B = np.zeros((len(starts), K))
+            unseen = np.zeros(len(starts))
+            for j, a in enumerate(starts):
+                B[j, a:a + per] = 1.0
+                # batches of this pass not seen yet, plus the questions a pass of floor(P) whole batches
+                # leaves out (N mod batch of them: P - floor(P) of a batch, the same share of its variance)
+                unseen[j] = max(a + per - K, 0) + (self._population - per)
+            G = B @ V @ B.T + np.diag(unseen * s2d)
+            delta = delta - V @ B.T @ np.linalg.solve(G, B @ delta)
+            # for the intervals and the stopping rule: the offsets' posterior covariance, constraint included
+            self._delta_cov, self._delta_s2d = V - V @ B.T @ np.linalg.solve(G, B @ V), float(s2d)
+        old = np.zeros(K)
+        old[:min(K, len(self._delta))] = self._delta[:K]
+        self._delta = delta
+        cum_new = np.concatenate([[0.0], np.cumsum(delta)])
+        new_sum = raw - cum_new[t]
+        self.xty += self._design_matrix(pulled).T @ (new_sum - self.sum_c[pulled])
+        self.sum_c[pulled] = new_sum
+        self._ss_within = max(rss(delta), 0.0)
+        self._tot = [self._tot[0], float(raw.sum() - m @ delta),
+                     self._fx_sq - 2.0 * float(delta @ S) + float(m @ (delta * delta))]
+        if len(getattr(self, "_ord_sum", ())) >= K:  # the intervals' per-ordinal sums follow the rewards the model sees
+            self._ord_sum[:K] += m * (old - delta)
+        self._blend_key = None
+        self._factor()
 
     def _residual_moment(self) -> float:
         """Method-of-moments estimate of the residual variance tau^2 (pull-weighted):
@@ -674,6 +810,11 @@ class StructuredTS(Strategy):
             self._check_stop()
         if self._init_plan:
             return Proposal(self._init_plan[-1], "init")
+        while self._sweep_plan:  # only with stop=True (see _check_stop)
+            coords = self._sweep_plan[-1]
+            if self.n_c[self.space.index_of_coords(coords)] == 0 and coords not in self.pending:
+                return Proposal(coords, "verify")
+            self._sweep_plan.pop()
         leader = self._thompson_draw()
         if self.options.leader_prob < 1.0 and self.rng.random() >= self.options.leader_prob:
             leader = self._thompson_draw(exclude=leader, top_m=self.options.top_m)
@@ -682,6 +823,8 @@ class StructuredTS(Strategy):
     def _commit(self, coords: Coords, tag) -> None:
         if tag == "init" and self._init_plan and self._init_plan[-1] == coords:
             self._init_plan.pop()
+        elif tag == "verify" and self._sweep_plan and self._sweep_plan[-1] == coords:
+            self._sweep_plan.pop()
 
     def _state(self) -> dict:
         out = {
@@ -693,6 +836,15 @@ class StructuredTS(Strategy):
         if self.enumerate:
             out["n_c"] = self.n_c.tolist()
             out["sum_c"] = self.sum_c.tolist()
+        if self._population:
+            out["ord_sum"] = self._ord_sum.tolist()
+        if self._sweep_plan:
+            out["sweep_plan"] = [list(c) for c in self._sweep_plan]
+        if self._fx:
+            out.update(delta_cov=self._delta_cov.tolist(), delta_s2d=self._delta_s2d)
+        if self._fx:
+            out.update(fx_raw=self._fx_raw.tolist(), fx_ord=self._fx_ord.tolist(), fx_sq=self._fx_sq,
+                       delta=self._delta.tolist(), fx_next=self._fx_next)
         return out
 
     def _load(self, state) -> None:
@@ -711,35 +863,69 @@ class StructuredTS(Strategy):
         self._tau2 = float(state["tau2"])
         self._tau2_factored = float(state["tau2_factored"])
         self._init_plan = [tuple(int(x) for x in c) for c in state["init_plan"]]
+        self._sweep_plan = [tuple(int(x) for x in c) for c in state.get("sweep_plan", [])]
         if self.enumerate:
             self.n_c = np.asarray(state["n_c"], dtype=float)
             self.sum_c = np.asarray(state["sum_c"], dtype=float)
+        # a state saved before the per-ordinal sums existed: the intervals omit the shared offset
+        self._ord_sum = np.asarray(state.get("ord_sum", []), dtype=float)
+        self._qo_cache = None
+        k_fx = len(state["delta_cov"]) if "delta_cov" in state else 0
+        self._delta_cov = np.asarray(state.get("delta_cov", []), dtype=float).reshape(k_fx, k_fx)
+        self._delta_s2d = float(state.get("delta_s2d", 0.0))
+        if self._fx:
+            if "fx_raw" not in state:
+                raise ValueError("state has no question-batch offsets (saved without batch_effects); "
+                                 "load it into a strategy with batch_effects=false")
+            self._fx_raw = np.asarray(state["fx_raw"], dtype=float)
+            self._fx_ord = np.asarray(state["fx_ord"], dtype=float)
+            self._fx_sq = float(state["fx_sq"])
+            self._delta = np.asarray(state["delta"], dtype=float)
+            self._fx_next = int(state["fx_next"])
         self._blend_key = None
         self._blend_dirty = set()
         self._wide_key = None
         self._lev_reset()
         self._stop_cache = None
 
+    def _unpulled(self) -> np.ndarray:
+        """Indices of the configurations with no pull told and none pending."""
+        idx = np.flatnonzero(self.n_c == 0)
+        if self.pending:
+            asked = {self.space.index_of_coords(c) for c in self.pending}
+            idx = np.array([i for i in idx if int(i) not in asked], dtype=np.intp)
+        return idx
+
     def _check_stop(self) -> None:
         o = self.options
         n = self.n_told
-        if n < o.stop_min_pulls or (n - o.stop_min_pulls) % o.stop_every:
+        if n < o.stop_min_pulls or (n - o.stop_min_pulls) % o.stop_every or self._sweep_plan:
             return
         conf = self.stop_confidence()
         if conf >= o.stop_level:
+            unpulled = self._unpulled()
+            if unpulled.size or any(self.n_c[self.space.index_of_coords(c)] == 0 for c in self.pending):
+                # the rule does not certify a configuration it never saw: pull every unpulled one
+                # once (highest posterior mean first), then check again
+                order = unpulled[np.argsort(-self.posterior_mean()[unpulled], kind="stable")]
+                self._sweep_plan = [self.space.coords_of_index(int(i)) for i in order[::-1]]
+                return
             raise SpaceExhausted(
                 f"stopping rule: best({o.stop_top}) is within stop_epsilon={o.stop_epsilon} of the best "
                 f"with posterior probability {conf:.3f} >= stop_level={o.stop_level} after {n} pulls"
             )
 
     def should_stop(self) -> bool:
-        """Whether the stopping rule holds now (whatever ``stop`` says)."""
-        return self.n_told >= self.options.stop_min_pulls and self.stop_confidence() >= self.options.stop_level
+        """Whether the stopping rule holds now (whatever ``stop`` says): at least ``stop_min_pulls``
+        pulls, every configuration pulled at least once, and ``stop_confidence() >= stop_level``."""
+        return (self.n_told >= self.options.stop_min_pulls and not (self.enumerate and (self.n_c == 0).any())
+                and self.stop_confidence() >= self.options.stop_level)
 
     @one_blas_thread
     def stop_confidence(self) -> float:
         """Posterior probability that each of ``best(stop_top)`` is within ``stop_epsilon`` of the
-        ``stop_top``-th best configuration (Monte Carlo with ``stop_samples`` joint draws).
+        ``stop_top``-th best configuration (Monte Carlo with ``stop_samples`` joint draws; under
+        paired sampling plus the shared question offsets and :meth:`_knob_question_draws`).
 
         Uses its own generator seeded by (seed, pulls told), never ``self.rng``.
         """
@@ -751,6 +937,7 @@ class StructuredTS(Strategy):
         x = min(o.stop_top, len(self.space))
         rng = generator("stopping", self.seed, self.n_told)
         picks = self._ranked_indices(x)
+        shared = self._offset_draws()  # paired sampling: the question offsets all configurations share
         hits = 0
         chunk = max(1, min(o.stop_samples, 2_000_000 // max(len(self.space), 1)))
         done = 0
@@ -760,6 +947,10 @@ class StructuredTS(Strategy):
             tail = o.residual_tail > 0
             xi = rng.standard_normal(f.shape) if self._tau2 > 0 or tail else None
             v = self._values(f, xi, rng.random(f.shape) if tail else None)
+            if shared is not None:
+                v += rng.standard_normal((m, shared.shape[0])) @ shared
+            if self._population:  # paired sampling: knob x question errors shared across configurations
+                v += self._knob_question_draws(rng, m)
             if x == 1:
                 kth = v.max(axis=1)
             else:
@@ -772,6 +963,204 @@ class StructuredTS(Strategy):
         return conf
 
     # -- recommendation -----------------------------------------------------------------------
+    def _question_offset(self) -> float:
+        """Paired sampling (``population`` > 0): the variance ``sigma_d^2`` of the shared offset of
+        one batch of questions, by moments from the two-way view ``reward(c, k) = mu_c + d_k + e``
+        of every configuration's k-th pull (the k-th pulls of all configurations saw the same
+        questions, so their question difficulty ``d_k`` is common to all of them).
+
+        The ordinal effects are the least-squares fit with the configuration means absorbed,
+        ``R d = S - T`` (R the reduced information matrix, S the per-ordinal reward sums, T the
+        sums of the means of the configurations that had a k-th pull), whose minimum-norm
+        solution sums to zero; ``e``'s variance comes from the two-way residual sum of squares;
+        and ``sigma_d^2 = (sum_k d_k^2 - var_e tr(R^+)) / (K - 1)``: the spread of the K seen
+        batch effects less what the fit's own noise adds (an unbiased moment under the finite
+        population too: K of the P batch means of a pass). With one ordinal nothing separates
+        the shared part from the noise and the pooled noise variance itself is returned (all of
+        it could be shared); 0 without ``population`` or when the per-ordinal sums do not cover
+        every pull (a state saved before they existed).
+        """
+        if not self._population or not self.enumerate or self._gamma != 1.0:
+            return 0.0
+        if self._qo_cache is not None and self._qo_cache[0] == (self.n_told, self._s2):
+            return self._qo_cache[1]
+        value = self._question_offset_now()
+        self._qo_cache = ((self.n_told, self._s2), value)
+        return value
+
+    def _question_offset_now(self) -> float:
+        """:meth:`_question_offset` computed from the current sums (it caches this per tell)."""
+        pulled = np.flatnonzero(self.n_c)
+        if not len(pulled):
+            return 0.0
+        nn = self.n_c[pulled]
+        t = nn.astype(np.intp)
+        K = int(t.max())
+        S = self._ord_sum[:K]
+        if len(S) < K or abs(S.sum() - self.sum_c[pulled].sum()) > 1e-6 * (1.0 + abs(S.sum())):
+            return 0.0
+        if K < 2:
+            return float(self._s2)
+        ybar = self.sum_c[pulled] / nn
+        m = _above(t, np.ones(len(t)), K)
+        a = _above(t, 1.0 / nn, K)
+        ks = np.arange(K)
+        R = np.diag(m) - a[np.maximum.outer(ks, ks)]
+        # R's null space is the constant vector (every ordinal is tied to the first by a configuration
+        # with more pulls), so R^+ = (R + J/K)^-1 - J/K: one Cholesky instead of an eigendecomposition
+        j = np.full((K, K), 1.0 / K)
+        Rp = linalg.cho_solve(linalg.cho_factor(R + j, check_finite=False), np.eye(K), check_finite=False) - j
+        d = Rp @ (S - _above(t, ybar, K))
+        D = np.cumsum(d)[t - 1] / nn  # each configuration's mean offset
+        rss = self._tot[2] - float(np.sum(nn * ybar * (ybar - D))) - float(d @ S)
+        dof = self._tot[0] - len(pulled) - (K - 1)
+        var_e = max(rss, 0.0) / dof if dof >= 1 else float(self._s2)
+        return max((float(d @ d) - var_e * float(np.trace(Rp))) / (K - 1), 0.0)
+
+    def _offset_gains(self) -> np.ndarray:
+        """(K, configurations): ``g_ck``, how each configuration's posterior mean value moves per unit of
+        the k-th question batch's shared offset (K = the most pulls any configuration has):
+        ``g_ck = (1 - k_c) x_c^T C u_k + k_c [k < n_c] / n_c``, ``u_k = sum_(j: n_j > k) w_j x_j / n_j``
+        (the row sums over k of :meth:`_mean_weights`'s L_cj [k < n_j] / n_j, for every configuration)."""
+        pulled = np.flatnonzero(self.n_c)
+        nn = self.n_c[pulled]
+        t = nn.astype(np.intp)
+        K = int(t.max())
+        w = nn / (self._own_s2(self._s2, nn) + nn * self._tau2)
+        x = self._design_matrix(pulled)
+        by_n = sparse.csr_matrix((w / nn, (np.arange(len(t)), t - 1)), shape=(len(t), K))
+        u = (x.T @ by_n).toarray()[:, ::-1].cumsum(axis=1)[:, ::-1]  # column k: configurations with > k pulls
+        cu = self._root @ (self._root.T @ u)
+        k, _ = self._shrink(self._s2)
+        seen = (np.arange(K)[:, None] < self.n_c[None, :]) / np.maximum(self.n_c, 1.0)[None, :]
+        return self.design.score_many(cu.T) * (1.0 - k)[None, :] + k[None, :] * seen
+
+    def _offset_cov(self, K: int) -> tuple[np.ndarray, bool] | None:
+        """Covariance of the shared question-batch offsets left in the rewards the model holds, for
+        ordinals 0 .. K-1, and whether they are the raw offsets (then sigma^2 already holds each
+        configuration's own share); None: no such term (no ``population``, or no offset seen).
+
+        Raw rewards (``batch_effects`` off, or before its first estimate): the batch effects of one
+        pass are means of disjoint batches drawn without replacement from the N = P * batch
+        questions, ``Cov(d_k, d_l) = sigma_d^2 ([k = l] - 1 / P)`` within a pass, 0 across passes
+        (``sigma_d^2`` from :meth:`_question_offset`). With ``batch_effects`` the offsets taken off
+        are estimates: what is left is their estimation error, with the posterior covariance
+        ``_batch_effects`` computed (the unknown level of the seen batches included), and the
+        prior spread for ordinals seen since.
+        """
+        if self._fx and len(self._delta_cov):
+            kd = len(self._delta_cov)
+            m = min(K, kd)
+            cov = np.zeros((K, K))
+            cov[:m, :m] = self._delta_cov[:m, :m]
+            late = np.arange(kd, K)
+            cov[late, late] = self._delta_s2d
+            return (cov, False) if cov.any() else None
+        s2d = self._question_offset()
+        if s2d <= 0:
+            return None
+        p = self._population
+        epoch = np.arange(K) // max(int(math.floor(p)), 1)
+        return s2d * (np.eye(K) - (epoch[:, None] == epoch[None, :]) / p), True
+
+    def _knob_question_draws(self, rng: np.random.Generator, m: int) -> np.ndarray:
+        """Paired sampling: ``m`` draws of every configuration's knob x question error. Every
+        configuration's k-th pull sees the same questions, so what a knob value gains or loses on
+        the questions seen so far is shared by every configuration with that value; it averages
+        out only over distinct questions. Per knob j and value v, a per-batch effect
+        z ~ N(0, s^2 / D) (s^2: the noise variance of one pull, an upper bound on its shared
+        part, split over the D knobs); a configuration with n pulls (at least 1: the model speaks
+        for the unpulled from the first batches) carries sum_j mean(z_{j,v_j,1..n}) -
+        mean(z_{j,v_j,1..P}) (ceil(P) batches), variance s^2 (1/n - 1/P): zero once it has seen
+        every question."""
+        P = self._population
+        K = max(int(math.ceil(P)), 1)
+        sizes = self.space.sizes
+        sd = math.sqrt(self.noise_var() / len(sizes))
+        coords = np.unravel_index(np.arange(len(self.space)), sizes)
+        n = np.clip(self.n_c.astype(np.intp), 1, K) - 1
+        out = np.zeros((m, len(self.space)))
+        for j, size in enumerate(sizes):
+            cum = np.cumsum(rng.standard_normal((m, size, K)) * sd, axis=2) / np.arange(1, K + 1)
+            cum -= cum[:, :, -1:]
+            out += cum[:, coords[j], n]
+        return out
+
+    def _offset_draws(self) -> np.ndarray | None:
+        """Paired sampling: B (K x configurations) such that ``z @ B``, z ~ N(0, I_K), draws how the
+        shared offsets left in the K seen question batches (:meth:`_offset_cov`) move every
+        configuration's posterior mean value (through :meth:`_offset_gains`); None without such
+        offsets. The stopping rule adds these draws to its joint posterior draws: the
+        configurations' means are not independent when they saw the same questions. (With raw
+        rewards each configuration's own offset variance is then counted twice, once in sigma^2:
+        the rule errs on the side of not stopping.)"""
+        if not self._population or not self.n_c.any():
+            return None
+        g = self._offset_gains()
+        oc = self._offset_cov(len(g))
+        if oc is None:
+            return None
+        cov = oc[0]
+        # a Cholesky root (with a jitter for the singular case of a complete pass) rather than an
+        # eigendecomposition, whose eigenvectors within a repeated eigenvalue are arbitrary: the same
+        # state gives the same draws on any machine
+        root = linalg.cholesky(cov + 1e-12 * max(float(np.trace(cov)), 1e-300) * np.eye(len(cov)), lower=True,
+                               check_finite=False)
+        return root.T @ g
+
+    def _mean_weights(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The pulled configurations (indices, ascending) and, for each configuration in ``idx``, the
+        weight ``L_cj`` of each pulled configuration's own mean in its posterior mean value:
+        ``L_cj = (1 - k_c) x_c^T C x_j w_j + k_c [j = c]``, ``w_j = n_j / (sigma^2 f(n_j) + n_j tau^2)``
+        (the precision of mean_j in the regression; at the last factorisation's sigma^2)."""
+        idx = np.asarray(idx, dtype=np.intp)
+        pulled = np.flatnonzero(self.n_c)
+        nn = self.n_c[pulled]
+        w = nn / (self._own_s2(self._s2, nn) + nn * self._tau2)
+        coords = np.stack(np.unravel_index(idx, self.space.sizes), axis=1)
+        cx = self._root[self.design.active_rows(coords)].sum(axis=1) @ self._root.T  # rows: C x_c
+        cols = self.design.active_rows(np.stack(np.unravel_index(pulled, self.space.sizes), axis=1))
+        k, _ = self._shrink(self._s2)
+        kc = k[idx]
+        L = (1.0 - kc)[:, None] * cx[:, cols].sum(axis=2) * w[None, :]
+        j = np.searchsorted(pulled, idx)
+        own = (j < len(pulled)) & (pulled[np.minimum(j, len(pulled) - 1)] == idx)
+        L[np.flatnonzero(own), j[own]] += kc[own]
+        return pulled, L
+
+    def _offset_var(self, idx: np.ndarray) -> np.ndarray:
+        """Variance that the shared question offsets of paired sampling add to the posterior mean
+        value of each configuration in ``idx`` (zeros without them).
+
+        A configuration's value is linear in the pulled configurations' means,
+        ``v_c = sum_j L_cj mean_j`` (:meth:`_mean_weights`), and mean_j carries the offset ``D_j``,
+        the mean of the offsets of its first n_j batches (covariance :meth:`_offset_cov`). With raw
+        rewards the one-way posterior already holds ``Var(D_j)`` (sigma^2 is the spread of a
+        configuration's pulls, offsets included) but takes the means of different configurations
+        as independent: the term is ``Var(sum_j L_cj D_j) - sum_j L_cj^2 Var(D_j)``, their
+        covariances. With ``batch_effects`` the offsets' estimation error is in no variance of the
+        model (sigma^2 is the spread of the corrected rewards): the term is ``Var(sum_j L_cj D_j)``.
+        """
+        idx = np.asarray(idx, dtype=np.intp)
+        if not self._population or not self.n_c.any():
+            return np.zeros(len(idx))
+        pulled = np.flatnonzero(self.n_c)
+        nn = self.n_c[pulled]
+        t = nn.astype(np.intp)
+        K = int(t.max())
+        oc = self._offset_cov(K)
+        if oc is None:
+            return np.zeros(len(idx))
+        cov, raw = oc
+        pulled, L = self._mean_weights(idx)
+        # g_k = sum_j L_cj [k < n_j] / n_j: how v_c moves per unit of the k-th batch's offset
+        g = np.stack([_above(t, row / nn, K) for row in L])
+        total = np.einsum("ik,kl,il->i", g, cov, g)
+        if raw:  # less each mean's own offset variance, h_j^T cov h_j with h_j = [k < n_j] / n_j
+            corner = cov.cumsum(axis=0).cumsum(axis=1)[t - 1, t - 1]
+            total = total - (L * L) @ (corner / (nn * nn))
+        return np.maximum(total, 0.0)
+
     @one_blas_thread
     def posterior_mean(self) -> np.ndarray:
         """Posterior mean value of every configuration, in index order."""
@@ -804,13 +1193,14 @@ class StructuredTS(Strategy):
         v = self.posterior_mean()
         z = self._z()
         wide = self._wide()
+        shared = self._offset_var(idx)  # paired sampling: the questions all configurations shared
         out = []
-        for i in idx:
+        for i, extra in zip(idx, shared):
             coords = self.space.coords_of_index(int(i))
             act = self.design.active(coords)
             w = self._root[act].sum(axis=0)  # model variance x^T C x = |root.T x|^2
             model_var = float(w @ w)
-            var = (1.0 - k[i]) ** 2 * model_var + float(sd[i]) ** 2
+            var = (1.0 - k[i]) ** 2 * model_var + float(sd[i]) ** 2 + float(extra)
             if wide is None:
                 half = z * math.sqrt(max(var, 0.0))
                 lo, hi = float(v[i]) - half, float(v[i]) + half
@@ -834,4 +1224,5 @@ class StructuredTopTwo(StructuredTS):
 
     name = "structured-tt"
     default_sampling = "paired"  # chosen on the tuning set: docs/strategies.md, "10% of grid calls"
+    default_batch = 2  # chosen with batch_effects on the same tuning set: same docs, "Question-batch offsets"
     Options = StructuredTopTwoOptions

@@ -135,6 +135,9 @@ class Study:
     ``default_sampling``: ``"paired"`` for ``structured-tt`` (chosen on the tuning set in issue
     #11 point 5; docs/strategies.md, "10% of grid calls") and ``pareto-ts`` (docs/metrics.md),
     ``"iid"`` for the paper's baselines and the rest. See :data:`~autorag_hp.objective.SAMPLING_MODES`.
+    ``batch``: questions per pull; ``None`` takes the strategy's ``default_batch``: 2 for
+    ``structured-tt`` (chosen with its question-batch offsets on the tuning set; docs/strategies.md,
+    "Question-batch offsets"), 4 for the rest.
 
     ``grid``: ``"full"`` evaluates every configuration on every question first (the
     ground truth of the regret log and Recall@x), ``"none"`` skips it, a path reuses a
@@ -163,7 +166,7 @@ class Study:
         *,
         strategy: str = "structured-tt",
         budget: float | int | str = 0.2,
-        batch: int = 4,
+        batch: int | None = None,
         sampling: str | None = None,
         parallel: int = 1,
         w: float = 0.9,
@@ -219,7 +222,7 @@ class Study:
 
         n = self._name
         parse_budget(self.budget, name=n("budget"))
-        for name in ("batch", "parallel", "top"):
+        for name in ("parallel", "top"):
             v = getattr(self, name)
             check_positive_int(f"{n(name)}", v)
         check_w(self.w, name=n("w"))
@@ -247,6 +250,9 @@ class Study:
         if self.sampling is None:
             self.sampling = getattr(strategy_class(spec.name), "default_sampling", "iid")
         check_sampling(self.sampling, name=n("sampling"))
+        if self.batch is None:
+            self.batch = getattr(strategy_class(spec.name), "default_batch", 4)
+        check_positive_int(n("batch"), self.batch)
         if not isinstance(self.grid, (str, os.PathLike)) or (
             isinstance(self.grid, str) and self.grid not in GRID_MODES and not self.grid.endswith(".csv")
         ):
