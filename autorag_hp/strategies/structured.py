@@ -841,9 +841,8 @@ class StructuredTS(Strategy):
         if self._sweep_plan:
             out["sweep_plan"] = [list(c) for c in self._sweep_plan]
         if self._fx:
-            out.update(delta_cov=self._delta_cov.tolist(), delta_s2d=self._delta_s2d)
-        if self._fx:
-            out.update(fx_raw=self._fx_raw.tolist(), fx_ord=self._fx_ord.tolist(), fx_sq=self._fx_sq,
+            out.update(delta_cov=self._delta_cov.tolist(), delta_s2d=self._delta_s2d,
+                       fx_raw=self._fx_raw.tolist(), fx_ord=self._fx_ord.tolist(), fx_sq=self._fx_sq,
                        delta=self._delta.tolist(), fx_next=self._fx_next)
         return out
 
