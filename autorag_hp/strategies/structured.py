@@ -78,6 +78,17 @@ def _above(t: np.ndarray, weights: np.ndarray, K: int) -> np.ndarray:
     return np.bincount(t, weights=weights, minlength=K + 1)[::-1].cumsum()[::-1][1:K + 1]
 
 
+def _ordinal_information(t: np.ndarray, nn: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two-way view ``reward(c, k) = mu_c + d_k + e`` of paired pulls (``t`` = ``nn``: each
+    pulled configuration's pull count, K the largest): per ordinal k, ``m_k`` the configurations
+    with more than k pulls, and the reduced information matrix of the ordinal effects with the
+    configuration means absorbed, ``R = diag(m) - A``, ``A_kl`` the sum of 1 / n_c over the
+    configurations with more than max(k, l) pulls."""
+    m = _above(t, np.ones(len(t)), K)
+    ks = np.arange(K)
+    return m, np.diag(m) - _above(t, 1.0 / nn, K)[np.maximum.outer(ks, ks)]
+
+
 def _finite(name: str, value: Any, *, low: float = 0, strict: bool = True) -> None:
     ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
     ok = ok and (value > low if strict else value >= low)
@@ -481,9 +492,7 @@ class StructuredTS(Strategy):
             return
         raw = self._fx_raw[pulled]
         S = self._fx_ord[:K]
-        m = _above(t, np.ones(len(t)), K)  # per ordinal k: the configurations with more than k pulls
-        ks = np.arange(K)
-        R = np.diag(m) - _above(t, 1.0 / nn, K)[np.maximum.outer(ks, ks)]
+        m, R = _ordinal_information(t, nn, K)
         lam, U = np.linalg.eigh(R)
         keep = lam > 1e-9 * max(float(lam[-1]), 1.0)
         rhs = U.T @ (S - _above(t, raw / nn, K))
@@ -1001,10 +1010,7 @@ class StructuredTS(Strategy):
         if K < 2:
             return float(self._s2)
         ybar = self.sum_c[pulled] / nn
-        m = _above(t, np.ones(len(t)), K)
-        a = _above(t, 1.0 / nn, K)
-        ks = np.arange(K)
-        R = np.diag(m) - a[np.maximum.outer(ks, ks)]
+        _, R = _ordinal_information(t, nn, K)
         # R's null space is the constant vector (every ordinal is tied to the first by a configuration
         # with more pulls), so R^+ = (R + J/K)^-1 - J/K: one Cholesky instead of an eigendecomposition
         j = np.full((K, K), 1.0 / K)
