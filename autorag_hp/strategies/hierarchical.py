@@ -265,13 +265,12 @@ class _Hierarchical(Strategy):
 
     # -- interval of a recommendation -------------------------------------------------------
     def _arm_matrix(self, coords: np.ndarray) -> np.ndarray:
-        """Arm index of every group (columns) for each row of configuration coordinates."""
+        """Arm index of every group (columns) for each row of configuration coordinates
+        (:meth:`_arm_of` on the coordinate columns)."""
         out = np.zeros((len(coords), len(self.groups)), dtype=np.int64)
-        for g, (pos, group) in enumerate(zip(self._group_pos, self.groups)):
-            idx = np.zeros(len(coords), dtype=np.int64)
-            for p, size in zip(pos, group.sizes):
-                idx = idx * size + coords[:, p]
-            out[:, g] = idx
+        cols = np.asarray(coords, dtype=np.int64).T
+        for g in range(len(self.groups)):
+            out[:, g] = self._arm_of(g, cols)
         return out
 
     def _group_view(self, coords: np.ndarray, cnt: np.ndarray, mean: np.ndarray):
