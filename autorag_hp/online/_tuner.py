@@ -699,9 +699,10 @@ class OnlineTuner:
             if rec["id"] in self._pending:
                 self._apply_feedback(rec["id"], self.strategy.validate_reward(rec["reward"]))
         elif kind == "feedback_batch":
-            ids, rewards = [], []
+            ids, rewards, seen = [], [], set()
             for sid, r in zip(rec["ids"], rec["rewards"]):
-                if sid in self._pending and sid not in ids:  # as for single records: counted once
+                if sid in self._pending and sid not in seen:  # as for single records: counted once
+                    seen.add(sid)
                     ids.append(sid)
                     rewards.append(self.strategy.validate_reward(r))
             self._apply_feedback_many(ids, rewards)
