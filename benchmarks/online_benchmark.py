@@ -5,7 +5,9 @@ In process: suggest+feedback pairs per second and p50/p99 latency of a pair at 1
 same run. Over HTTP: `autorag-hp serve` with every feedback fsynced before it is
 acknowledged (group commit), driven over loopback by 1, 8 and 32 concurrent keep-alive
 clients from a separate process; a bare FastAPI app with two trivial endpoints is measured
-the same way in the same run, and the ratios service/bare are printed. Batch clients
+the same way in the same run, and the ratios service/bare are printed. At each level the apps
+compared are measured in alternating slices of the same seconds (``--slices``), with the
+servers pinned to one CPU and the load generator to another where there are two (``--pin``). Batch clients
 (``--batch 32``: ``POST /suggest {"n": 32}`` then one ``POST /feedback`` with a list of 32)
 are measured against unbatched clients at the same concurrency. ``--profile`` runs the
 server under cProfile and prints where its CPU goes.
@@ -158,7 +160,9 @@ def serve_bare(port_file: str) -> None:
     sock.bind(("127.0.0.1", 0))
     sock.listen(2048)
     Path(port_file).write_text(str(sock.getsockname()[1]))
-    uvicorn.Server(uvicorn.Config(bare_app(), log_level="warning", access_log=False)).run(sockets=[sock])
+    # the same uvicorn settings as `autorag-hp serve` (cli/_serve.py): no proxy-header rewriting, no Server header
+    uvicorn.Server(uvicorn.Config(bare_app(), log_level="warning", access_log=False, backlog=2048,
+                                  proxy_headers=False, server_header=False)).run(sockets=[sock])
 
 
 try:  # the load generator parses with orjson when it can: less client CPU on the 2 shared cores
@@ -233,7 +237,51 @@ async def _client(port: int, t_start: float, t_stop: float, pair_lat: list, req_
         writer.close()
 
 
+def pin_plan(mode: str) -> dict | None:
+    """CPUs for the server and for the load generator: with two or more CPUs allowed, the server
+    gets the first and the generator the second, so that neither preempts the other (the same
+    for the service and the bare app); None when ``mode`` is "off" or there is one CPU."""
+    if mode == "off" or not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return {"server": [cpus[0]], "client": [cpus[1]]}
+
+
+_PIN: dict | None = None  # set by bench_http from --pin
+
+
 def drive(port: int, clients: int, seconds: float, warmup: float, batch: int = 1) -> dict:
+    """``clients`` keep-alive clients for ``warmup`` + ``seconds``; the summary of the measured seconds."""
+    pair_lat, req_lat, cpu = drive_raw(port, clients, seconds, warmup, batch)
+    return _summary(clients, batch, pair_lat, req_lat, seconds, seconds + warmup, cpu)
+
+
+def drive_raw(port: int, clients: int, seconds: float, warmup: float, batch: int = 1) -> tuple[list, list, float]:
+    """(pair latencies, request latencies, the load generator's CPU seconds), on the generator's CPU."""
+    if _PIN is not None:  # the load generator on its own CPU (restored afterwards)
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, _PIN["client"])
+        try:
+            return _drive(port, clients, seconds, warmup, batch)
+        finally:
+            os.sched_setaffinity(0, before)
+    return _drive(port, clients, seconds, warmup, batch)
+
+
+def _summary(clients: int, batch: int, pair_lat: list, req_lat: list, seconds: float, total: float, cpu: float) -> dict:
+    """Figures of ``seconds`` measured (``total``: with the warm-ups, whose pairs are estimated at the same rate)."""
+    us = [x * 1e6 for x in req_lat]
+    pus = [x * 1e6 for x in pair_lat]
+    done = len(pair_lat) * total / seconds  # pairs including the warm-up's
+    return {"clients": clients, "batch": batch, "pairs": len(pair_lat), "pairs_per_s": round(len(pair_lat) / seconds, 1),
+            "request_p50_ms": round(pct(us, 50) / 1000, 3), "request_p99_ms": round(pct(us, 99) / 1000, 3),
+            "pair_p50_ms": round(pct(pus, 50) / 1000, 3), "pair_p99_ms": round(pct(pus, 99) / 1000, 3),
+            "client_cpu_us_per_pair": round(cpu / max(done, 1) * 1e6, 1)}
+
+
+def _drive(port: int, clients: int, seconds: float, warmup: float, batch: int = 1) -> tuple[list, list, float]:
     try:
         import uvloop
 
@@ -254,13 +302,7 @@ def drive(port: int, clients: int, seconds: float, warmup: float, batch: int = 1
     cpu = time.process_time() - cpu0
     if errors:
         raise RuntimeError(f"server answered {errors[:5]}")
-    us = [x * 1e6 for x in req_lat]
-    pus = [x * 1e6 for x in pair_lat]
-    done = len(pair_lat) * (seconds + warmup) / seconds  # pairs including the warm-up's
-    return {"clients": clients, "batch": batch, "pairs": len(pair_lat), "pairs_per_s": round(len(pair_lat) / seconds, 1),
-            "request_p50_ms": round(pct(us, 50) / 1000, 3), "request_p99_ms": round(pct(us, 99) / 1000, 3),
-            "pair_p50_ms": round(pct(pus, 50) / 1000, 3), "pair_p99_ms": round(pct(pus, 99) / 1000, 3),
-            "client_cpu_us_per_pair": round(cpu / max(done, 1) * 1e6, 1)}
+    return pair_lat, req_lat, cpu
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -274,7 +316,11 @@ def _cpu_seconds(pid: int) -> float:
 
 def _start(cmd: list[str], port_file: Path) -> tuple[subprocess.Popen, int]:
     port_file.unlink(missing_ok=True)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    server_cpus = None if _PIN is None else set(_PIN["server"])
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": path},
+                            # before exec: every thread the server starts inherits its CPU
+                            preexec_fn=None if server_cpus is None else (lambda: os.sched_setaffinity(0, server_cpus)))
     deadline = time.monotonic() + 120
     while not port_file.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -299,26 +345,55 @@ def _journal_stats(port: int) -> dict | None:
         return None
 
 
-def _measure(name: str, proc: subprocess.Popen, port: int, clients: int, seconds: float, warmup: float,
-             batch: int = 1) -> dict:
-    j0 = _journal_stats(port) if name == SERVE else None
-    cpu0 = _cpu_seconds(proc.pid)
-    row = drive(port, clients, seconds, warmup, batch)
-    # CPU the server spent per pair (warm-up included): robust to other load on the machine
-    done = row["pairs"] * (seconds + warmup) / seconds
-    row["server_cpu_us_per_pair"] = round((_cpu_seconds(proc.pid) - cpu0) / max(done, 1) * 1e6, 1)
-    extra = ""
-    j1 = _journal_stats(port) if j0 is not None else None
-    if j0 is not None and j1 is not None and "sync_seconds" in j1:  # how fast the disk was during this level
-        n = j1["syncs"] - j0["syncs"]
-        row["fsyncs"] = n
-        row["fsync_ms_mean"] = round((j1["sync_seconds"] - j0["sync_seconds"]) / max(n, 1) * 1e3, 3)
-        extra = f"  fsyncs {n} (mean {row['fsync_ms_mean']:.3f} ms)"
-    print(f"  {name:48s} clients={clients:3d} batch={batch:3d}  {row['pairs_per_s']:9.1f} pairs/s  "
-          f"request p50 {row['request_p50_ms']:.2f} ms  p99 {row['request_p99_ms']:.2f} ms  "
-          f"pair p99 {row['pair_p99_ms']:.2f} ms  server CPU {row['server_cpu_us_per_pair']:.0f} us/pair  "
-          f"client CPU {row['client_cpu_us_per_pair']:.0f} us/pair{extra}", flush=True)
-    return row
+def _measure_level(steps: list[tuple[str, subprocess.Popen, int, int]], clients: int, seconds: float, warmup: float,
+                   slices: int) -> list[tuple[str, dict]]:
+    """Measure each step (app name, server process, port, batch) at ``clients`` clients for ``seconds`` in
+    all, in ``slices`` slices taken in turn, the order reversed every other turn (A B C, C B A, ...), so
+    that the apps compared share the same minutes of this shared machine, whose speed drifts within
+    seconds (the same work can take 20-30% more CPU time half a minute later). Each slice has its own
+    warm-up (the first one the whole ``warmup``, the others at most 0.2 s), which is not measured."""
+    acc = [{"pair": [], "req": [], "client_cpu": 0.0, "server_cpu": 0.0, "measured": 0.0, "total": 0.0,
+            "syncs": 0, "sync_s": 0.0, "journal": False} for _ in steps]
+    for k in range(slices):
+        order = list(enumerate(steps))
+        for i, (name, proc, port, batch) in (order if k % 2 == 0 else order[::-1]):
+            a = acc[i]
+            w = warmup if k == 0 else min(warmup, 0.2)
+            j0 = _journal_stats(port) if name == SERVE else None
+            cpu0 = _cpu_seconds(proc.pid)
+            pair, req, client_cpu = drive_raw(port, clients, seconds / slices, w, batch)
+            a["server_cpu"] += _cpu_seconds(proc.pid) - cpu0
+            j1 = _journal_stats(port) if j0 is not None else None
+            if j0 is not None and j1 is not None and "sync_seconds" in j1:  # how fast the disk was
+                a["journal"] = True
+                a["syncs"] += j1["syncs"] - j0["syncs"]
+                a["sync_s"] += j1["sync_seconds"] - j0["sync_seconds"]
+            a["pair"] += pair
+            a["req"] += req
+            a["client_cpu"] += client_cpu
+            a["measured"] += seconds / slices
+            a["total"] += seconds / slices + w
+    rows = []
+    for (name, _, _, batch), a in zip(steps, acc):
+        row = _summary(clients, batch, a["pair"], a["req"], a["measured"], a["total"], a["client_cpu"])
+        done = row["pairs"] * a["total"] / a["measured"]
+        # CPU the server spent per pair (warm-ups included): less sensitive than pairs/s to other load
+        row["server_cpu_us_per_pair"] = round(a["server_cpu"] / max(done, 1) * 1e6, 1)
+        # share of one CPU the server used: near 1.0 means the server's CPU was the limit
+        row["server_cpu_busy"] = round(a["server_cpu"] / a["total"], 3)
+        row["slices"] = slices
+        extra = ""
+        if a["journal"]:
+            row["fsyncs"] = a["syncs"]
+            row["fsync_ms_mean"] = round(a["sync_s"] / max(a["syncs"], 1) * 1e3, 3)
+            extra = f"  fsyncs {a['syncs']} (mean {row['fsync_ms_mean']:.3f} ms)"
+        print(f"  {name:48s} clients={clients:3d} batch={batch:3d}  {row['pairs_per_s']:9.1f} pairs/s  "
+              f"request p50 {row['request_p50_ms']:.2f} ms  p99 {row['request_p99_ms']:.2f} ms  "
+              f"pair p99 {row['pair_p99_ms']:.2f} ms  server CPU {row['server_cpu_us_per_pair']:.0f} us/pair  "
+              f"(busy {row['server_cpu_busy']:.2f})  client CPU {row['client_cpu_us_per_pair']:.0f} us/pair{extra}",
+              flush=True)
+        rows.append((name, row))
+    return rows
 
 
 def fsync_probe(workdir: Path, n: int = 200) -> dict:
@@ -344,63 +419,70 @@ def fsync_probe(workdir: Path, n: int = 200) -> dict:
 
 def bench_http(levels: list[int], seconds: float, warmup: float, workdir: Path, *, batch: int = 0,
                rounds: int = 1, profile: Path | None = None, profile_timer: str = "wall",
-               batch_only: bool = False) -> dict:
+               batch_only: bool = False, pin: str = "auto", slices: int = 5) -> dict:
     """Service and bare app, measured alternately ``rounds`` times (so both see the same load);
     the ratios compare figures of the same round."""
     import urllib.request
 
-    out: dict = {"rounds": [], "fsync_probe_start": fsync_probe(workdir)}
+    global _PIN
+    _PIN = pin_plan(pin)
+    if _PIN is not None:
+        print(f"  pinned: server on CPU {_PIN['server']}, load generator on CPU {_PIN['client']}", flush=True)
+    out: dict = {"rounds": [], "pinning": _PIN, "slices": slices, "fsync_probe_start": fsync_probe(workdir)}
     space = workdir / "space.toml"
     space.write_text(SPACE_TOML)
-    port_file = workdir / "port"
+    port_files = {SERVE: workdir / "port_service", BARE: workdir / "port_bare"}
     prefix = [sys.executable, "-m", "autorag_hp"] if profile is None else \
         [sys.executable, str(Path(__file__).resolve()), "--serve-profiled", str(profile), profile_timer]
     servers = {
         SERVE: [*prefix, "serve", "--space", str(space), "--journal", str(workdir / "run.jsonl"),
-                "--port", "0", "--port-file", str(port_file), "--fsync", "always"],
-        BARE: [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(port_file)],
+                "--port", "0", "--port-file", str(port_files[SERVE]), "--fsync", "always"],
+        BARE: [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(port_files[BARE])],
     }
+    names = [SERVE] if (profile is not None or batch_only) else [SERVE, BARE]
     for r in range(rounds):
         got: dict = {}
-        for name, cmd in servers.items():
-            if (profile is not None or batch_only) and name == BARE:
-                continue
-            (workdir / "run.jsonl").unlink(missing_ok=True)
-            Path(str(workdir / "run.jsonl") + ".snapshot").unlink(missing_ok=True)
-            proc, port = _start(cmd, port_file)
-            try:
-                if profile is not None:  # profile the measured levels only, not start-up and warm-up
-                    drive(port, levels[0], warmup, 0.0)
-                    proc.send_signal(signal.SIGUSR1)
-                # each batching level right after its unbatched counterpart, so that the ratio compares
-                # levels seconds apart (the disk's fdatasync can change phase within a minute)
-                batched = [c for c in (1, 8) if batch > 1 and name == SERVE and (c == 1 or c in levels)]
-                rows = []
-                for c in levels:
-                    if not batch_only:
-                        rows.append(_measure(name, proc, port, c, seconds, warmup))
-                    if c in batched:
-                        rows.append(_measure(name, proc, port, c, seconds, warmup, batch))
-                        batched.remove(c)
-                rows.extend(_measure(name, proc, port, c, seconds, warmup, batch) for c in batched)
-                if name == SERVE:
-                    stats = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/stats").read())
-                    total_pairs = stats["feedback"]
-                    j = stats["journal"]
-                    got["journal"] = {"feedback": total_pairs, "fsyncs": j["syncs"],
-                                      "feedbacks_per_fsync": round(total_pairs / max(j["syncs"], 1), 1)}
-                    print(f"  journal: {total_pairs} feedbacks in {j['syncs']} fsyncs "
-                          f"({got['journal']['feedbacks_per_fsync']} per fsync)")
-                got[name] = rows
-                if profile is not None:
-                    profile.unlink(missing_ok=True)
-                    proc.send_signal(signal.SIGUSR2)
-                    deadline = time.monotonic() + 60
-                    while not profile.exists() and time.monotonic() < deadline:
-                        time.sleep(0.1)
-            finally:
-                proc.terminate()
-                proc.wait(30)
+        (workdir / "run.jsonl").unlink(missing_ok=True)
+        Path(str(workdir / "run.jsonl") + ".snapshot").unlink(missing_ok=True)
+        procs: dict[str, tuple[subprocess.Popen, int]] = {}
+        try:
+            for name in names:  # both servers run through the round (the idle one uses no CPU)
+                procs[name] = _start(servers[name], port_files[name])
+            proc, port = procs[SERVE]
+            if profile is not None:  # profile the measured levels only, not start-up and warm-up
+                drive(port, levels[0], warmup, 0.0)
+                proc.send_signal(signal.SIGUSR1)
+            rows: dict[str, list] = {name: [] for name in names}
+            batched = [c for c in (1, 8) if batch > 1 and (c == 1 or c in levels)]
+            for c in [*levels, *(c for c in batched if c not in levels)]:
+                # At each level the bare app, the service and the service's batching client (1 and 8
+                # clients) are measured in alternating slices of the same seconds (see _measure_level).
+                steps = [(BARE, *procs[BARE], 1)] if BARE in procs and c in levels else []
+                if not batch_only and c in levels:
+                    steps.append((SERVE, proc, port, 1))
+                if c in batched:
+                    steps.append((SERVE, proc, port, batch))
+                for name, row in _measure_level(steps, c, seconds, warmup, slices):
+                    rows[name].append(row)
+            stats = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/stats").read())
+            total_pairs = stats["feedback"]
+            j = stats["journal"]
+            got["journal"] = {"feedback": total_pairs, "fsyncs": j["syncs"],
+                              "feedbacks_per_fsync": round(total_pairs / max(j["syncs"], 1), 1)}
+            print(f"  journal: {total_pairs} feedbacks in {j['syncs']} fsyncs "
+                  f"({got['journal']['feedbacks_per_fsync']} per fsync)")
+            got.update(rows)
+            if profile is not None:
+                profile.unlink(missing_ok=True)
+                proc.send_signal(signal.SIGUSR2)
+                deadline = time.monotonic() + 60
+                while not profile.exists() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+        finally:
+            for p, _ in procs.values():
+                p.terminate()
+            for p, _ in procs.values():
+                p.wait(30)
         got["ratios"] = _ratios(got)
         for k, v in got["ratios"].items():
             print(f"  round {r + 1}: {k} = {v}")
@@ -524,13 +606,19 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--clients", default="1,8,32")
     ap.add_argument("--batch", type=int, default=32, help="also measure batching clients (1 and 8 of them); 0: no")
-    ap.add_argument("--rounds", type=int, default=1, help="alternate service and bare app this many times")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat the HTTP measurement this many times (fresh servers and journal each time)")
     ap.add_argument("--profile", metavar="FILE", help="run the server under cProfile, write its stats here "
                     "and print the top functions (the bare app is skipped)")
     ap.add_argument("--profile-timer", choices=["wall", "cpu"], default="wall",
                     help="cProfile's clock: wall time (default) or the event-loop thread's CPU time")
     ap.add_argument("--batch-only", action="store_true", help="HTTP: measure only the batching clients "
                     "(no unbatched levels, no bare app)")
+    ap.add_argument("--pin", choices=["auto", "off"], default="auto",
+                    help="HTTP: with 2+ CPUs, pin the server (service and bare app alike) to one CPU and the "
+                         "load generator to another (auto, the default), or leave both to the scheduler (off)")
+    ap.add_argument("--slices", type=int, default=5, help="HTTP: measure each level's apps in this many "
+                    "alternating slices of --seconds (1: one stretch each)")
     ap.add_argument("--snapshot-ids", default="", help="comma-separated numbers of remembered ids: time one "
                     "snapshot of a tuner remembering that many (in process; skipped when empty)")
     ap.add_argument("--skip-http", action="store_true")
@@ -538,6 +626,8 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "bench_out" / "online_benchmark.json"))
     ap.add_argument("--serve-bare", metavar="PORT_FILE", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.slices < 1:
+        ap.error(f"--slices must be at least 1, got {args.slices}")
     if args.serve_bare:
         serve_bare(args.serve_bare)
         return 0
@@ -568,7 +658,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as d:
             result["http"] = bench_http(levels, args.seconds, args.warmup, Path(d), batch=args.batch,
                                         rounds=args.rounds, profile=None if args.profile is None else Path(args.profile),
-                                        profile_timer=args.profile_timer, batch_only=args.batch_only)
+                                        profile_timer=args.profile_timer, batch_only=args.batch_only, pin=args.pin,
+                                        slices=args.slices)
         result["machine"]["loadavg_at_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))

@@ -7,7 +7,9 @@ For each grid table (the shipped default grid and the SQuAD grid of ``autorag-hp
   each pull's mean quality and mean prompt tokens. Its front (non-dominated posterior means)
   is scored by **Pareto recall**: the share of the grid's Pareto configurations (true means
   of quality and tokens) it holds, a configuration within 0.005 of a Pareto one on quality
-  and on tokens / t_max counting as found (a tie).
+  and on tokens / t_max counting as found (a tie); and by its size and **precision** (the
+  share of its configurations that are grid-front ones or ties of one), since recall alone
+  does not charge for a larger set.
 * For w in ``--weights``: the simple regret of ``best(w)`` of that same run, against the
   simple regret of a dedicated ``structured-tt`` run tuned for that w alone (same seed,
   budget and batch; reward ``w * quality - (1 - w) * tokens / t_max`` as in the grid).
@@ -149,6 +151,17 @@ def _oracle_pick(s, oracle: str, truth: np.ndarray, ordinal: np.ndarray, *, t_ma
     return int(left[np.argmin(ordinal[left])])
 
 
+def _precision(found, truth: np.ndarray, t_max: float, tol: float) -> float:
+    """Share of ``found`` (a run's front) that are grid-front configurations or ties of one (within
+    ``tol`` in quality and in tokens / t_max, the recall's own tie rule): recall does not charge
+    for a larger set, precision does."""
+    if not len(found):
+        return 0.0
+    front = truth[pareto_mask(truth, [1, -1])]
+    scale = np.array([1.0, t_max])
+    return float(np.mean([np.all(np.abs(front - truth[c]) / scale <= tol + 1e-12, axis=1).any() for c in found]))
+
+
 def _eps_front(means: np.ndarray, eps: float) -> np.ndarray:
     """Indices of the (quality, tokens) rows that no other row beats by more than ``eps`` in
     quality while costing no more tokens (a front that keeps near-ties in quality)."""
@@ -214,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             plausible = [p.index for p in ps.plausible]
             rec = {"seed": seed, "front_size": len(front), "seconds": round(run["seconds"], 2),
                    "recall": pareto_recall(front, truth, [1, -1], scale=(1.0, t_max), tol=args.tol),
+                   "precision": _precision(front, truth, t_max, args.tol),
                    "plausible_size": len(plausible),
                    "plausible_recall": pareto_recall(plausible, truth, [1, -1], scale=(1.0, t_max), tol=args.tol)}
             if args.diagnose:  # which objective's estimate costs the recall
@@ -268,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
                   + ", ".join(f"w={w}: {rec[f'regret_w{w}']:.4f} vs {rec[f'single_regret_w{w}']:.4f}" for w in weights)
                   + f"  [{rec['seconds']:.1f} s]", flush=True)
         summary = {"recall_mean": float(np.mean([r["recall"] for r in per_seed])),
+                   "precision_mean": float(np.mean([r["precision"] for r in per_seed])),
                    "front_size_mean": float(np.mean([r["front_size"] for r in per_seed])),
                    "plausible_recall_mean": float(np.mean([r["plausible_recall"] for r in per_seed])),
                    "plausible_size_mean": float(np.mean([r["plausible_size"] for r in per_seed]))}
@@ -286,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {n_c} configurations x {n_q} questions, batch {batch}, {budget_calls} calls; "
               f"grid front {len(grid_front)} configurations")
         print(f"  Pareto recall {summary['recall_mean']:.3f} (target >= 0.8: {summary['ok_recall']}; front of "
-              f"{summary['front_size_mean']:.1f}); plausible set: recall {summary['plausible_recall_mean']:.3f}, "
+              f"{summary['front_size_mean']:.1f}, precision {summary['precision_mean']:.3f}); plausible set: recall "
+              f"{summary['plausible_recall_mean']:.3f}, "
               f"{summary['plausible_size_mean']:.1f} configurations")
         for p_min in [x for x in args.prob_front.split(",") if x]:
             print(f"  P(Pareto-optimal) >= {p_min}: recall {summary[f'prob_front_{float(p_min)}_recall_mean']:.3f}, "

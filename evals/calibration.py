@@ -95,7 +95,7 @@ def _coverage_job(args: tuple[str, str, int, int, tuple[float, ...], str]) -> li
             rows.append({
                 "bucket": bucket, "strategy": spec_text, "seed": seed, "share": share, "rank": rank,
                 "pulls": r.pulls, "mean": r.mean, "true": true, "half": (r.ci_high - r.ci_low) / 2,
-                "covered": bool(r.ci_low <= true <= r.ci_high),
+                "covered": bool(r.ci_low <= true <= r.ci_high), "below": bool(true < r.ci_low),
                 # paired sampling: a configuration that saw every question knows its true mean exactly
                 "seen_all": bool(sampling == "paired" and r.pulls * min(batch, table.n_questions) >= table.n_questions),
                 "simple_regret": regret, "recall@5": recall,
@@ -137,6 +137,8 @@ def summarise(rows: list[dict[str, Any]], stops: list[dict[str, Any]], specs: li
         lo, hi = _wilson(k, len(sel))
         return {"entries": len(sel), "coverage": k / len(sel) if sel else math.nan, "wilson_low": lo,
                 "wilson_high": hi,
+                # misses with the true mean below the interval (the winner's curse), as a share of entries
+                "below": sum(r.get("below", False) for r in sel) / len(sel) if sel else math.nan,
                 "median_half_width": float(np.median([r["half"] for r in sel if math.isfinite(r["half"])]))
                 if sel else math.nan}
 

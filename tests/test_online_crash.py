@@ -80,14 +80,14 @@ def _journal_feedback(path: Path) -> list[tuple[str, float]]:
     return out
 
 
-@pytest.mark.parametrize("sync", ["thread", "inline"])
+@pytest.mark.parametrize("sync", ["kernel", "thread"])
 @pytest.mark.parametrize("mode", ["single", "batch"])
 def test_sigkill_under_load_loses_and_doubles_nothing(tmp_path, monkeypatch, mode, sync):
-    # The forked server inherits the module setting: its fsyncs run on the background thread, or on
-    # the event loop (the path a fast disk takes), whatever this disk's speed.
+    # The forked server inherits the module setting: the event loop's syncs are submitted to the
+    # kernel (Linux AIO, where available) or run by the background thread.
     from autorag_hp.online import _persistence
 
-    monkeypatch.setattr(_persistence, "INLINE_SYNC_S", 0.0 if sync == "thread" else 1e9)
+    monkeypatch.setattr(_persistence, "AIO_SYNC", sync == "kernel")
     space = tmp_path / "space.toml"
     space.write_text(SPACE_TOML)
     journal = tmp_path / "run.jsonl"

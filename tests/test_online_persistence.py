@@ -241,7 +241,8 @@ class SyncRecorder:
 
 
 def _asgi_acked(app, path: str, body: bytes, journal) -> tuple[int, object, int]:
-    """Like _asgi, plus the byte count the journal's syncs covered when the status line went out."""
+    """Like _asgi, plus the byte count the journal's finished syncs covered (``journal.sync_calls``, see
+    ``_record_syncs``) when the status line went out."""
     out: dict = {}
 
     async def receive():
@@ -250,8 +251,7 @@ def _asgi_acked(app, path: str, body: bytes, journal) -> tuple[int, object, int]
     async def send(msg):
         if msg["type"] == "http.response.start":
             out["status"] = msg["status"]
-            calls = journal._fdatasync.calls
-            out["synced"] = max((size for _, size in calls), default=0)
+            out["synced"] = max((size for _, size in journal.sync_calls), default=0)
         elif msg["type"] == "http.response.body":
             out["body"] = out.get("body", b"") + msg.get("body", b"")
 
@@ -263,22 +263,56 @@ def _asgi_acked(app, path: str, body: bytes, journal) -> tuple[int, object, int]
     return out["status"], json.loads(out["body"]), out["synced"]
 
 
-@pytest.mark.parametrize("where", ["event loop", "background thread"])
-def test_feedback_is_acknowledged_only_after_a_sync_covering_it_on_either_sync_path(tmp_path, monkeypatch, where):
-    """fsync=always: on a fast disk the event loop runs the group sync itself, on a slow one the
-    background thread does; either way the 200 of a feedback (single or batch) goes out only after
-    an fdatasync that covered its record, and a failed sync answers 503."""
-    pytest.importorskip("fastapi")
-    from autorag_hp.online import create_app
-    from autorag_hp.online import _persistence
+class _AioRecorder:
+    """Wraps _AioSync: records, for each sync the kernel reports finished, the reaping thread and the
+    file size when the sync was submitted; with ``fail`` the kernel's answer is replaced by -EIO."""
 
-    monkeypatch.setattr(_persistence, "INLINE_SYNC_S", 1e9 if where == "event loop" else 0.0)
+    def __init__(self, monkeypatch, calls: list) -> None:
+        from autorag_hp.online._persistence import _AioSync
+
+        self.fail = False
+        submit, reap = _AioSync.submit, _AioSync.reap
+        recorder = self
+
+        def rec_submit(aio, fd, target):
+            aio.size_at_submit = os.fstat(fd).st_size
+            return submit(aio, fd, target)
+
+        def rec_reap(aio):
+            done = reap(aio)
+            if recorder.fail:
+                return [(t, -errno.EIO) for t, _ in done]
+            calls.extend((threading.get_ident(), aio.size_at_submit) for _ in done)
+            return done
+
+        monkeypatch.setattr(_AioSync, "submit", rec_submit)
+        monkeypatch.setattr(_AioSync, "reap", rec_reap)
+
+
+@pytest.mark.parametrize("where", ["kernel (AIO)", "background thread"])
+def test_feedback_is_acknowledged_only_after_a_sync_covering_it(tmp_path, monkeypatch, where):
+    """fsync=always: the event loop goes on serving while the disk syncs, the fdatasync submitted
+    to the kernel (Linux AIO, reported on an eventfd) or run by the background thread; either way
+    the 200 of a feedback (single or batch) goes out only after an fdatasync that covered its
+    record, and a failed sync answers 503."""
+    pytest.importorskip("fastapi")
+    from autorag_hp.online import _persistence, create_app
+
+    if where == "kernel (AIO)":
+        probe = _persistence._AioSync.open()
+        if probe is None:
+            pytest.skip("Linux AIO fdatasync is not available here")
+        probe.close()
+    else:
+        monkeypatch.setattr(_persistence, "AIO_SYNC", False)
     path = tmp_path / "run.jsonl"
     tuner = OnlineTuner(SPACE, persistence=_persist(path))
     journal = tuner._journal
-    assert journal.sync_s is not None  # measured by the boot record's sync
     journal._fdatasync = recorder = SyncRecorder()
-    loop_thread = threading.get_ident()  # asyncio.run runs the loop on this thread
+    journal.sync_calls = recorder.calls  # the thread's syncs and the kernel's (as reaped), in order
+    aio = _AioRecorder(monkeypatch, recorder.calls)
+    first = len(recorder.calls)  # syncs before any request (the thread's, of the boot record)
+    loop_thread = threading.get_ident()  # asyncio.run runs the loop on this thread (a new loop per request)
     for batch in (False, True):
         status, got, _ = _asgi_acked(create_app(tuner), "/suggest", b'{"n": 3}' if batch else b"", journal)
         assert status == 200
@@ -287,14 +321,40 @@ def test_feedback_is_acknowledged_only_after_a_sync_covering_it_on_either_sync_p
         status, got, synced = _asgi_acked(create_app(tuner), "/feedback", json.dumps(body).encode(), journal)
         assert status == 200 and (got["accepted"] == 3 if batch else got["accepted"] is True)
         assert synced == path.stat().st_size  # the sync before the 200 covered the feedback record
-    threads = {t for t, _ in recorder.calls}
-    assert threads == ({loop_thread} if where == "event loop" else {journal._flusher.ident})
+    threads = {t for t, _ in recorder.calls[first:]}
+    if where == "kernel (AIO)":  # reaped on the loop's thread; the background thread synced nothing
+        assert journal._aio is not None and threads == {loop_thread}
+    else:
+        assert journal._aio is None and threads == {journal._flusher.ident}
     journal._fdatasync = SyncRecorder(fail=True)
+    aio.fail = True
     status, got, _ = _asgi_acked(create_app(tuner), "/suggest", b"", journal)
     status, got, _ = _asgi_acked(create_app(tuner), "/feedback", json.dumps({"id": got["id"], "reward": 0.5}).encode(),
                                  journal)
     assert status == 503 and "fdatasync failed" in got["detail"]
     assert journal.failed
+    tuner.close()
+
+
+def test_a_refused_kernel_sync_hands_the_waits_to_the_thread(tmp_path, monkeypatch):
+    """If the kernel refuses an fdatasync submission (e.g. EAGAIN), the wait is not lost: the
+    background thread syncs it and every later one."""
+    pytest.importorskip("fastapi")
+    from autorag_hp.online import _persistence, create_app
+
+    monkeypatch.setattr(_persistence._AioSync, "submit", lambda aio, fd, target: False)
+    path = tmp_path / "run.jsonl"
+    tuner = OnlineTuner(SPACE, persistence=_persist(path))
+    journal = tuner._journal
+    journal._fdatasync = recorder = SyncRecorder()
+    journal.sync_calls = []
+    for _ in range(2):
+        status, got, _ = _asgi_acked(create_app(tuner), "/suggest", b"", journal)
+        status, got, _ = _asgi_acked(create_app(tuner), "/feedback", json.dumps({"id": got["id"], "reward": 0.5}).encode(),
+                                     journal)
+        assert status == 200 and got["accepted"] is True
+        assert max(size for _, size in recorder.calls) == path.stat().st_size
+    assert journal._aio is None and {t for t, _ in recorder.calls} == {journal._flusher.ident}
     tuner.close()
 
 

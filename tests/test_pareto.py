@@ -101,6 +101,25 @@ def test_pareto_recall_counts_ties_within_tolerance():
     assert pareto_recall([3], truth, senses, scale=(1, 1000)) == 0.0
 
 
+def test_pareto_benchmark_precision_charges_for_off_front_members():
+    """The benchmark's precision (share of a run's front that are grid-front configurations or
+    ties of one) falls when off-front configurations are added, where recall cannot."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "pareto_benchmark.py"
+    spec = importlib.util.spec_from_file_location("pareto_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    truth = np.array([[0.5, 100.0], [0.9, 405.0], [0.903, 402.0], [0.2, 500.0], [0.4, 300.0]])
+    assert bench._precision([0, 2], truth, 1000.0, 0.005) == 1.0
+    assert bench._precision([0, 1], truth, 1000.0, 0.005) == 1.0  # 1 ties the front's 2
+    assert bench._precision([0, 1], truth, 1000.0, 0.001) == 0.5
+    assert bench._precision([0, 2, 3, 4], truth, 1000.0, 0.005) == 0.5
+    assert pareto_recall([0, 2, 3, 4], truth, [1, -1], scale=(1, 1000)) == 1.0
+    assert bench._precision([], truth, 1000.0, 0.005) == 0.0
+
+
 def _run(spec, seed, pulls=260, noise=0.05):
     q, t = _truth()
     s = make_strategy(spec, SPACE, seed=seed, t_max=1034.0)

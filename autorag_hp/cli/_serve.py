@@ -15,6 +15,8 @@ from pathlib import Path
 
 __all__ = ["add_parser", "run"]
 
+SWITCH_INTERVAL_S = 0.0005  # sys.setswitchinterval while serving (Python's default: 0.005)
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -143,6 +145,10 @@ def _serve(args: argparse.Namespace) -> int:
         # uvicorn shuts down gracefully on SIGTERM and then re-raises it; this handler makes
         # that re-raise a no-op, so a requested stop exits 0 after the final snapshot.
         signal.signal(signal.SIGTERM, lambda signum, frame: None)
+        # The journal's thread runs each group fdatasync and then needs the GIL to acknowledge the
+        # feedbacks it covered; with Python's default switch interval (5 ms) a busy event loop could
+        # keep the GIL that long before handing it over.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         server.run(sockets=[sock])
     finally:
         tuner.close()

@@ -134,7 +134,6 @@ _ERRORS = {
     503: {"model": Problem, "description": "The journal cannot be written; nothing was recorded (retry later)."},
 }
 
-_JSON_HEADERS = [(b"content-type", b"application/json")]
 _CONFIG_CACHE = 65_536  # configurations whose JSON the service keeps (cleared when full)
 
 
@@ -227,7 +226,12 @@ class _Endpoints:
         obj = self._parse(body)
         if isinstance(obj, list):
             return await self._feedback_batch(obj)
-        sid, reward = self._item(obj, "")
+        if type(obj) is dict and len(obj) == 2:  # the usual body, checked without _item's messages (as a batch item)
+            sid, reward = obj.get("id"), obj.get("reward")
+            if not (type(sid) is str and type(reward) is float and self.lo <= reward <= self.hi and 1 <= len(sid) <= 64):
+                sid, reward = self._item(obj, "")
+        else:
+            sid, reward = self._item(obj, "")
         try:
             ticket = self.tuner.feedback(sid, reward, wait=False)
         except FeedbackRejected as exc:
@@ -236,11 +240,12 @@ class _Endpoints:
             return 422, {"detail": f"reward: {exc}", "field": "reward"}
         except (JournalUnavailable, RuntimeError) as exc:
             return 503, {"detail": str(exc), "field": None}
-        try:
-            await self.tuner.wait_async(ticket)
-        except JournalUnavailable as exc:
-            return 503, {"detail": str(exc), "field": None}
-        return 200, {"id": sid, "accepted": True}
+        if ticket:  # a ticket is a journal's sequence number
+            try:
+                await self.tuner._journal.wait_async(ticket)  # type: ignore[union-attr]
+            except JournalUnavailable as exc:
+                return 503, {"detail": str(exc), "field": None}
+        return 200, b'{"id":"%s","accepted":true}' % sid.encode()  # a counted id is one this tuner issued
 
     async def _feedback_batch(self, items: list) -> tuple[int, Any]:
         if not 1 <= len(items) <= self.max_batch:
@@ -366,8 +371,10 @@ def _too_large(limit: int, got: int) -> dict[str, Any]:
 
 async def _send(send: Callable, status: int, body: Any, extra: list | None = None) -> None:
     data = body if type(body) is bytes else _dumps(body)  # bytes: JSON already
-    headers = [*_JSON_HEADERS, (b"content-length", b"%d" % len(data))]
-    await send({"type": "http.response.start", "status": status, "headers": headers + extra if extra else headers})
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
+    if extra:
+        headers += extra
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
 

@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 _OBSERVE_CHUNK = 5_000
+_CONFIG_CACHE = 65_536  # configurations whose dict a suggest record reuses (cleared when full)
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,7 @@ class OnlineTuner:
         self._rejected = {"unknown": 0, "duplicate": 0, "expired": 0, "invalid": 0}
         self._guard_cache: tuple[int, float, float] | None = None  # (version, best mean, sigma)
         self._guard_ref = -1
+        self._configs: dict[int, dict[str, Any]] = {}  # index -> configuration, for suggest records (never mutated)
         self._journal: Journal | None = None
         self._journal_id = uuid.uuid4().hex
         self._since_snapshot = 0
@@ -329,8 +331,12 @@ class OnlineTuner:
                 self._seq += 1
                 sid = prefix + str(self._seq)
                 if journal is not None:
-                    rec = {"type": "suggest", "id": sid, "index": index, "config": space.config_from_coords(coords),
-                           "tag": tag, "ts": now}
+                    config = self._configs.get(index)
+                    if config is None:
+                        if len(self._configs) >= _CONFIG_CACHE:
+                            self._configs.clear()
+                        config = self._configs[index] = space.config_from_coords(coords)
+                    rec = {"type": "suggest", "id": sid, "index": index, "config": config, "tag": tag, "ts": now}
                     if veto:
                         rec["veto"] = True
                     journal.append(rec, sync=False)  # journal first: a failed write changes nothing
@@ -351,20 +357,27 @@ class OnlineTuner:
         otherwise it returns a ticket for :meth:`wait` / :meth:`wait_async`.
         """
         try:
-            value = self._check_reward(reward)
-            if not isinstance(id, str):
-                raise ValueError(f"id must be a string returned by suggest(), got {id!r}")
+            lo, hi = self.reward_range
+            if type(reward) is float and lo <= reward <= hi and type(id) is str:  # _check_reward's common case
+                self.strategy._check_reward(reward)
+                value = reward
+            else:
+                value = self._check_reward(reward)
+                if not isinstance(id, str):
+                    raise ValueError(f"id must be a string returned by suggest(), got {id!r}")
         except ValueError:
             with self._lock:
                 self._rejected["invalid"] += 1
             raise
         with self._lock:
-            self._sweep(self._clock())
+            now = self._clock()
+            self._sweep(now)
             if id not in self._pending:
                 self._reject(id)
             seq = 0
-            if self._journal is not None:
-                seq = self._journal.append({"type": "feedback", "id": id, "reward": value, "ts": self._clock()})
+            journal = self._journal
+            if journal is not None:
+                seq = journal.append({"type": "feedback", "id": id, "reward": value, "ts": now})
                 self._since_snapshot += 1
             self._apply_feedback(id, value)
             self._maybe_snapshot()

@@ -238,9 +238,9 @@ class _Hierarchical(Strategy):
         """Rank configurations by their own pulls, shrunk toward group-level estimates.
 
         estimate = (n_c * mean_c + k * prior_c) / (n_c + k) with k = ``shrinkage``. The interval
-        is the central ``confidence`` interval of the posterior of the configuration's mean under
-        a two-component prior around its group estimate (:meth:`_intervals`); with ``k = 0`` (the
-        paper's empirical mean) it is mean_c +- z * sigma / sqrt(n_c). When fewer than ``n``
+        is the central ``confidence`` interval of the posterior of the configuration's mean around
+        its group estimate, the spread of that prior integrated out (:meth:`_intervals`); with
+        ``k = 0`` (the paper's empirical mean) it is mean_c +- z * sigma / sqrt(n_c). When fewer than ``n``
         configurations were pulled, unpulled ones built from the best-estimated arms of each
         group complete the list.
         """
@@ -273,43 +273,79 @@ class _Hierarchical(Strategy):
             out[:, g] = self._arm_of(g, cols)
         return out
 
-    def _group_view(self, coords: np.ndarray, cnt: np.ndarray, mean: np.ndarray):
-        """For each configuration: its group estimate from the *other* configurations' pulls
-        (each of its ``cnt`` pulls moved one group's arm, so ``cnt / G`` of them are taken out of
-        each of its arms; NaN where no group keeps a pull), and the variance of its group
-        estimate ``sum_g var_g / n_g / G^2`` from the arms' own spreads."""
+    def _group_view(self, coords: np.ndarray, w: np.ndarray, mean: np.ndarray,
+                    pop_arms: np.ndarray, pop_w: np.ndarray, pop_mean: np.ndarray):
+        """For each row of ``coords`` (a configuration with vote weight ``w``, 0 if never pulled,
+        and own mean ``mean``): its group estimate from the *other* pulled configurations, and
+        that estimate's variance.
+
+        Every pulled configuration (``pop_arms``: its :meth:`_arm_matrix` row; ``pop_w``,
+        ``pop_mean``) votes for each of its arms with its own mean, weighted by ``pop_w``; the
+        intervals use ``n / (sigma^2 + n tau2)``: the precision of a configuration's mean as evidence about the
+        level of its arms when configurations scatter around that level with variance tau2 (the
+        random-effects, i.e. generalised least squares, mean). The lower-level tables weight by
+        pulls, so there the few configurations a greedy lower level pulled over and over -- the
+        ones whose early rewards were high -- set their arms' levels and put the group estimate
+        of every other configuration with those arms too high. The group estimate is the mean of
+        the configuration's arms' weighted means over the groups where other configurations
+        vote (its own vote taken out; NaN where none do), its variance (under those weights)
+        ``sum_g 1 / W_g / G'^2`` (``W_g`` the other votes' weight on the arm, ``G'`` the groups counted).
+        """
         arms = self._arm_matrix(coords)
-        G = len(self.groups)
-        n_a = np.stack([self.lower[g].n[arms[:, g]] for g in range(G)], axis=1)
-        s_a = np.stack([self.lower[g].sum[arms[:, g]] for g in range(G)], axis=1)
-        q_a = np.stack([self.lower[g].sumsq[arms[:, g]] for g in range(G)], axis=1)
-        share = (cnt / G)[:, None]
-        n_o = n_a - share
-        s_o = s_a - share * mean[:, None]
-        keep = n_o >= 1.0  # at least one pull's worth of other configurations' rewards
+        total = np.zeros(len(coords))
+        var = np.zeros(len(coords))
+        kept = np.zeros(len(coords))
+        for g, group in enumerate(self.groups):
+            weight = np.bincount(pop_arms[:, g], weights=pop_w, minlength=group.size)[arms[:, g]]
+            votes = np.bincount(pop_arms[:, g], weights=pop_w * pop_mean, minlength=group.size)[arms[:, g]]
+            other = weight - w
+            keep = other > 1e-9 * weight  # another configuration votes for this arm
+            safe = np.where(keep, other, 1.0)
+            total += np.where(keep, (votes - w * mean) / safe, 0.0)
+            var += np.where(keep, 1.0 / safe, 0.0)
+            kept += keep
         with np.errstate(invalid="ignore", divide="ignore"):
-            p_other = np.where(keep, s_o / np.where(keep, n_o, 1.0), 0.0).sum(axis=1) / keep.sum(axis=1)
-            pulled = n_a > 0
-            safe = np.where(pulled, n_a, 1.0)
-            v_a = np.where(pulled, np.maximum(q_a / safe - (s_a / safe) ** 2, 0.0) / safe, 0.0)
-            var_p = v_a.sum(axis=1) / np.maximum(pulled.sum(axis=1), 1) ** 2
-        return p_other, var_p
+            p_other = total / kept
+        return p_other, var / np.maximum(kept, 1.0) ** 2
+
+    def _spread_posterior(self, coords: np.ndarray, cnt: np.ndarray, mean: np.ndarray, arms: np.ndarray,
+                          s2: float, k: float) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior of tau2, the spread of configuration means around their group estimates, on a
+        grid: ``(grid, log weights)``.
+
+        Every pulled configuration (``coords``, ``cnt`` pulls, own ``mean``; ``arms`` their
+        :meth:`_arm_matrix`) gives d = mean - p (p its group estimate from the others, weighted at
+        the shrinkage prior's spread sigma^2 / k), d ~ N(0, tau2 + sigma^2 / n + var p); the prior is
+        uniform on tau (Gelman 2006, for the spread of a hierarchical model with few groups).
+        Integrating tau2 out, rather than plugging in a point estimate, keeps the interval honest
+        while a handful of configurations, with one to a few pulls each, are all tau2 rests on.
+        With fewer than two configurations to go on, the grid is the single shrinkage spread.
+        """
+        vote = cnt / (s2 + cnt * (s2 / k))
+        p, var_p = self._group_view(coords, vote, mean, arms, vote, mean)
+        ok = np.isfinite(p)
+        if ok.sum() < 2:
+            return np.array([s2 / k]), np.zeros(1)
+        d2 = (mean[ok] - p[ok]) ** 2
+        grid = np.geomspace(1e-4 * s2, 4.0 * max(float(d2.mean()), s2), 64)
+        var = grid[:, None] + (s2 / cnt[ok] + var_p[ok])[None, :]
+        log_w = -0.5 * (d2[None, :] / var + np.log(var)).sum(axis=1) + 0.5 * np.log(grid)  # uniform on tau
+        log_w -= log_w.max()
+        return grid, log_w - math.log(float(np.exp(log_w).sum()))
 
     def _intervals(self, picked, k: float, sigma: float, means: list[np.ndarray]) -> list[tuple[float, float]]:
         """``confidence`` intervals of the picked ``(estimate, pulls, coords)`` entries.
 
-        The model: one pull's reward is mean_c + noise (sd ``sigma``), and mean_c lies around the
-        configuration's group estimate p_c, taken from the other configurations' pulls, with a
-        prior that is a 50/50 scale mixture of N(p_c, tau2 + var_p) -- tau2 the spread of
-        configuration means around their group estimates, by moments pooled over every
-        configuration with >= 2 pulls -- and N(p_c, sigma^2 / k + var_p), the spread that the
-        shrinkage estimate itself assumes. Each configuration's own pulls set the posterior weight
-        of the two components (a configuration far from its group estimate is explained by the
-        wide one), and the interval is the central ``confidence`` interval of that two-Gaussian
-        posterior, widened if needed to contain the estimate. Because ``best`` selects the
-        configurations whose pulls were luckiest, a posterior (which conditions on what was seen)
-        keeps its coverage under that selection where an interval around the estimate alone does
-        not (docs/strategies.md, "Calibration").
+        The model: one pull's reward is mean_c + noise (sd ``sigma``), and mean_c ~ N(p_c, tau2 +
+        var_p) around the configuration's group estimate p_c, taken from the other configurations'
+        pulls (:meth:`_group_view`, weighted at tau2's posterior mean), with tau2 itself unknown:
+        its grid posterior from every pulled configuration (:meth:`_spread_posterior`). The
+        configuration's own pulls reweigh that grid, and the interval is the central
+        ``confidence`` interval of the resulting scale mixture of Gaussian posteriors of mean_c,
+        widened if needed to contain the estimate. Because ``best`` selects the configurations
+        whose pulls were luckiest, a posterior (which conditions on what was seen) keeps its
+        coverage under that selection where an interval around the estimate alone does not
+        (docs/strategies.md, "Calibration").
         """
         if not picked:
             return []
@@ -325,36 +361,26 @@ class _Hierarchical(Strategy):
         all_coords = np.array([c for c, _ in items], dtype=np.int64).reshape(len(items), len(self.space.sizes))
         all_cnt = np.array([r[0] for _, r in items], dtype=float)
         all_mean = np.array([r[1] / r[0] for _, r in items], dtype=float)
-        tau2 = s2 / k  # no pooled estimate yet: both components are the shrinkage prior
-        many = all_cnt >= 2
-        if many.sum() >= 2:
-            p_other, _ = self._group_view(all_coords[many], all_cnt[many], all_mean[many])
-            ok = np.isfinite(p_other)
-            if ok.sum() >= 2:
-                d = all_mean[many][ok] - p_other[ok]
-                tau2 = max(float(np.mean(d * d - s2 / all_cnt[many][ok])), 1e-4 * s2)
+        all_arms = self._arm_matrix(all_coords)
+        grid, log_post = self._spread_posterior(all_coords, all_cnt, all_mean, all_arms, s2, k)
+        tau2 = float(np.exp(log_post) @ grid)
         coords = np.array([c for _, _, c in picked], dtype=np.int64).reshape(len(picked), len(self.space.sizes))
         cnt = np.array([c for _, c, _ in picked], dtype=float)
         rows = [self.stats.row(c) if c in self.stats else None for _, _, c in picked]
         own = np.array([r[1] / r[0] if r is not None else 0.0 for r in rows])
-        p_other, var_p = self._group_view(coords, cnt, own)
+        p_other, var_p = self._group_view(coords, cnt / (s2 + cnt * tau2), own, all_arms,
+                                          all_cnt / (s2 + all_cnt * tau2), all_mean)
         fallback = np.array([self._prior(c, means) for _, _, c in picked])
         p = np.where(np.isfinite(p_other), p_other, fallback)
         pulled = cnt > 0
         noise = s2 / np.where(pulled, cnt, 1.0)  # variance of the configuration's own mean
-        comps = []  # (posterior centre, posterior sd, log marginal likelihood of own - p)
-        for v in (tau2 + var_p, s2 / k + var_p):
-            gain = np.where(pulled, v / (v + noise), 0.0)
-            centre = p + gain * (own - p)
-            sd = np.sqrt(np.where(pulled, v * noise / (v + noise), v))
-            marg = np.sqrt(v + noise)
-            loglik = np.where(pulled, -0.5 * ((own - p) / marg) ** 2 - np.log(marg), 0.0)
-            comps.append((centre, sd, loglik))
-        top = np.maximum(comps[0][2], comps[1][2])
-        w = np.array([np.exp(c[2] - top) for c in comps])
+        v = grid[:, None] + var_p[None, :]  # (grid, entries): prior variance of mean_c
+        centres = p + np.where(pulled, v / (v + noise), 0.0) * (own - p)
+        sds = np.sqrt(np.where(pulled, v * noise / (v + noise), v))
+        marg = v + noise  # variance of own - p
+        log_w = log_post[:, None] + np.where(pulled, -0.5 * ((own - p) ** 2 / marg + np.log(marg)), 0.0)
+        w = np.exp(log_w - log_w.max(axis=0))
         w /= w.sum(axis=0)
-        centres = np.array([c for c, _, _ in comps])
-        sds = np.array([s for _, s, _ in comps])
         tail = (1.0 - self.confidence) / 2
         lo = normal_mixture_quantile(w, centres, sds, tail)
         hi = normal_mixture_quantile(w, centres, sds, 1.0 - tail)
