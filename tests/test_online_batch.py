@@ -403,3 +403,30 @@ def test_a_snapshot_with_the_old_list_of_ids_is_still_read(tmp_path):
     assert back.stats()["journal"]["restored_from_snapshot"] and dict(back._closed) == expected
     assert list(back._closed.items()) == _expanded(back._closed_runs)
     back.close()
+
+
+@pytest.mark.parametrize("remember", [7, 1_000])
+def test_a_feedback_batch_leaves_the_remembered_ids_of_single_feedbacks(remember):
+    """``_apply_feedback_many`` inlines ``_remember_closed``: out-of-order ids, runs broken by
+    ids not yet answered, and the oldest ids forgotten past ``remember_ids`` must come out as
+    the same closed ids and the same runs (the snapshot's form) as one feedback at a time."""
+    def make() -> OnlineTuner:
+        t = OnlineTuner(SPACE, strategy="hier-ts", seed=2, remember_ids=remember, clock=lambda: 1000.0)
+        for k in range(80):
+            s = t.suggest()
+            t.feedback(s.id, reward_of(s.config, k))
+        return t
+
+    a, b = make(), make()
+    got = a.suggest_many(30)
+    assert [s.id for s in got] == [s.id for s in b.suggest_many(30)]
+    order = [int(i) for i in np.random.default_rng(3).permutation(30)[:24]]  # 6 stay pending: runs break
+    items = [(got[i].id, reward_of(got[i].config, i)) for i in order]
+    for chunk in (items[:5], items[5:6], items[6:17], items[17:]):
+        outcomes, _ = a.feedback_many(chunk)
+        assert outcomes == [None] * len(chunk)
+    for sid, r in items:
+        b.feedback(sid, r)
+    assert a._state() == b._state()  # counters, reward sum, pending ids, closed runs, the strategy
+    assert list(a._closed.items()) == list(b._closed.items())
+    assert len(a._closed) == min(remember, 80 + 24)
