@@ -77,12 +77,12 @@ def _run(bucket: str, spec: str, seed: int, batch: int, marks: tuple[float, ...]
         mean = np.array([v[1] / v[0] for _, v in items], dtype=float)
         s2 = s.stats.noise_std() ** 2
         arms = s._arm_matrix(coords)
-        grid, log_post = s._spread_posterior(coords, cnt, mean, arms, s2, float(s.options.shrinkage))
+        grid, log_post = s._spread_posterior(arms, cnt, mean, s2, float(s.options.shrinkage))
         tau2 = float(np.exp(log_post) @ grid)
         true = truth[[table.space.index_of_coords(list(c)) for c in coords]]
-        p_pull, _ = s._group_view(coords, cnt, mean, arms, cnt, mean)
+        p_pull, _ = s._group_view(arms, cnt, mean, arms, cnt, mean)
         vote = cnt / (s2 + cnt * tau2)
-        p_re, _ = s._group_view(coords, vote, mean, arms, vote, mean)
+        p_re, _ = s._group_view(arms, vote, mean, arms, vote, mean)
         for i in np.flatnonzero(np.isfinite(p_pull) & np.isfinite(p_re)):
             groups.append({"pulls": cnt[i], "err_pull": float(true[i] - p_pull[i]), "err_re": float(true[i] - p_re[i])})
 

@@ -273,11 +273,11 @@ class _Hierarchical(Strategy):
             out[:, g] = self._arm_of(g, cols)
         return out
 
-    def _group_view(self, coords: np.ndarray, w: np.ndarray, mean: np.ndarray,
+    def _group_view(self, arms: np.ndarray, w: np.ndarray, mean: np.ndarray,
                     pop_arms: np.ndarray, pop_w: np.ndarray, pop_mean: np.ndarray):
-        """For each row of ``coords`` (a configuration with vote weight ``w``, 0 if never pulled,
-        and own mean ``mean``): its group estimate from the *other* pulled configurations, and
-        that estimate's variance.
+        """For each row of ``arms`` (a configuration's :meth:`_arm_matrix` row, with vote weight
+        ``w``, 0 if never pulled, and own mean ``mean``): its group estimate from the *other*
+        pulled configurations, and that estimate's variance.
 
         Every pulled configuration (``pop_arms``: its :meth:`_arm_matrix` row; ``pop_w``,
         ``pop_mean``) votes for each of its arms with its own mean, weighted by ``pop_w``; the
@@ -291,10 +291,9 @@ class _Hierarchical(Strategy):
         vote (its own vote taken out; NaN where none do), its variance (under those weights)
         ``sum_g 1 / W_g / G'^2`` (``W_g`` the other votes' weight on the arm, ``G'`` the groups counted).
         """
-        arms = self._arm_matrix(coords)
-        total = np.zeros(len(coords))
-        var = np.zeros(len(coords))
-        kept = np.zeros(len(coords))
+        total = np.zeros(len(arms))
+        var = np.zeros(len(arms))
+        kept = np.zeros(len(arms))
         for g, group in enumerate(self.groups):
             weight = np.bincount(pop_arms[:, g], weights=pop_w, minlength=group.size)[arms[:, g]]
             votes = np.bincount(pop_arms[:, g], weights=pop_w * pop_mean, minlength=group.size)[arms[:, g]]
@@ -308,13 +307,13 @@ class _Hierarchical(Strategy):
             p_other = total / kept
         return p_other, var / np.maximum(kept, 1.0) ** 2
 
-    def _spread_posterior(self, coords: np.ndarray, cnt: np.ndarray, mean: np.ndarray, arms: np.ndarray,
+    def _spread_posterior(self, arms: np.ndarray, cnt: np.ndarray, mean: np.ndarray,
                           s2: float, k: float) -> tuple[np.ndarray, np.ndarray]:
         """Posterior of tau2, the spread of configuration means around their group estimates, on a
         grid: ``(grid, log weights)``.
 
-        Every pulled configuration (``coords``, ``cnt`` pulls, own ``mean``; ``arms`` their
-        :meth:`_arm_matrix`) gives d = mean - p (p its group estimate from the others, weighted at
+        Every pulled configuration (``arms``: its :meth:`_arm_matrix` row; ``cnt`` pulls, own
+        ``mean``) gives d = mean - p (p its group estimate from the others, weighted at
         the shrinkage prior's spread sigma^2 / k), d ~ N(0, tau2 + sigma^2 / n + var p); the prior is
         uniform on tau (Gelman 2006, for the spread of a hierarchical model with few groups).
         Integrating tau2 out, rather than plugging in a point estimate, keeps the interval honest
@@ -322,7 +321,7 @@ class _Hierarchical(Strategy):
         With fewer than two configurations to go on, the grid is the single shrinkage spread.
         """
         vote = cnt / (s2 + cnt * (s2 / k))
-        p, var_p = self._group_view(coords, vote, mean, arms, vote, mean)
+        p, var_p = self._group_view(arms, vote, mean, arms, vote, mean)
         ok = np.isfinite(p)
         if ok.sum() < 2:
             return np.array([s2 / k]), np.zeros(1)
@@ -362,13 +361,13 @@ class _Hierarchical(Strategy):
         all_cnt = np.array([r[0] for _, r in items], dtype=float)
         all_mean = np.array([r[1] / r[0] for _, r in items], dtype=float)
         all_arms = self._arm_matrix(all_coords)
-        grid, log_post = self._spread_posterior(all_coords, all_cnt, all_mean, all_arms, s2, k)
+        grid, log_post = self._spread_posterior(all_arms, all_cnt, all_mean, s2, k)
         tau2 = float(np.exp(log_post) @ grid)
         coords = np.array([c for _, _, c in picked], dtype=np.int64).reshape(len(picked), len(self.space.sizes))
         cnt = np.array([c for _, c, _ in picked], dtype=float)
         rows = [self.stats.row(c) if c in self.stats else None for _, _, c in picked]
         own = np.array([r[1] / r[0] if r is not None else 0.0 for r in rows])
-        p_other, var_p = self._group_view(coords, cnt / (s2 + cnt * tau2), own, all_arms,
+        p_other, var_p = self._group_view(self._arm_matrix(coords), cnt / (s2 + cnt * tau2), own, all_arms,
                                           all_cnt / (s2 + all_cnt * tau2), all_mean)
         fallback = np.array([self._prior(c, means) for _, _, c in picked])
         p = np.where(np.isfinite(p_other), p_other, fallback)
