@@ -407,9 +407,10 @@ def test_a_snapshot_with_the_old_list_of_ids_is_still_read(tmp_path):
 
 @pytest.mark.parametrize("remember", [7, 1_000])
 def test_a_feedback_batch_leaves_the_remembered_ids_of_single_feedbacks(remember):
-    """``_apply_feedback_many`` inlines ``_remember_closed``: out-of-order ids, runs broken by
-    ids not yet answered, and the oldest ids forgotten past ``remember_ids`` must come out as
-    the same closed ids and the same runs (the snapshot's form) as one feedback at a time."""
+    """A feedback batch remembers its ids in one ``_remember_closed`` call: out-of-order ids,
+    runs broken by ids not yet answered, and the oldest ids forgotten past ``remember_ids`` must
+    come out as the same closed ids and the same runs (the snapshot's form) as one feedback at a
+    time."""
     def make() -> OnlineTuner:
         t = OnlineTuner(SPACE, strategy="hier-ts", seed=2, remember_ids=remember, clock=lambda: 1000.0)
         for k in range(80):

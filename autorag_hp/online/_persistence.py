@@ -615,15 +615,7 @@ class Journal:
     def append(self, record: Mapping[str, Any], *, sync: bool = True) -> int:
         """Write one record; with ``sync=False`` no fsync is started for it (a later one covers it:
         e.g. a suggestion, whose loss in a power cut only makes its feedback "unknown")."""
-        line = encode_line(record)
-        return self._append(line, line, 1, sync)
-
-    def append_many(self, records: Sequence[Mapping[str, Any]], *, sync: bool = True) -> int:
-        """Write records with one system call, all or none; returns the last one's sequence number."""
-        lines = [encode_line(r) for r in records]
-        return self._append(b"".join(lines), lines[-1], len(lines), sync)
-
-    def _append(self, data: bytes, last: bytes, count: int, sync: bool) -> int:
+        data = encode_line(record)
         with self._lock:
             if self._closing:
                 raise JournalUnavailable(f"journal {str(self.path)!r} is closed")
@@ -641,8 +633,8 @@ class Journal:
             except OSError as exc:
                 self._cut_back(exc)
             self.offset += len(data)
-            self._last_line = last
-            self._written += count
+            self._last_line = data
+            self._written += 1
             if sync and self.fsync == "always" and self._aio is None:
                 # the background thread starts syncing before anyone waits (with _aio, the wait starts it)
                 self._want = self._written

@@ -169,6 +169,10 @@ class _Endpoints:
             raise _Invalid("body", f"body: must be valid JSON ({str(exc).splitlines()[0][:120]})") from None
 
     def _item(self, obj: Any, where: str) -> tuple[str, float]:
+        if type(obj) is dict and len(obj) == 2:  # the usual item, checked without building any message
+            sid, reward = obj.get("id"), obj.get("reward")
+            if type(sid) is str and type(reward) is float and self.lo <= reward <= self.hi and 1 <= len(sid) <= 64:
+                return sid, reward
         if not isinstance(obj, dict):
             raise _Invalid(where or "body", f"{where or 'body'}: must be an object with 'id' and 'reward', got {_show(obj)}")
         pre = f"{where}." if where else ""
@@ -226,12 +230,7 @@ class _Endpoints:
         obj = self._parse(body)
         if isinstance(obj, list):
             return await self._feedback_batch(obj)
-        if type(obj) is dict and len(obj) == 2:  # the usual body, checked without _item's messages (as a batch item)
-            sid, reward = obj.get("id"), obj.get("reward")
-            if not (type(sid) is str and type(reward) is float and self.lo <= reward <= self.hi and 1 <= len(sid) <= 64):
-                sid, reward = self._item(obj, "")
-        else:
-            sid, reward = self._item(obj, "")
+        sid, reward = self._item(obj, "")
         try:
             ticket = self.tuner.feedback(sid, reward, wait=False)
         except FeedbackRejected as exc:
@@ -252,14 +251,7 @@ class _Endpoints:
             raise _Invalid("body", f"body: a feedback list must hold 1 to {self.max_batch} items, got {len(items)}")
         results: list[Any] = [None] * len(items)
         pairs, where = [], []
-        lo, hi = self.lo, self.hi
         for k, obj in enumerate(items):
-            if type(obj) is dict and len(obj) == 2:  # the usual item, checked without _item's messages
-                sid, reward = obj.get("id"), obj.get("reward")
-                if type(sid) is str and type(reward) is float and lo <= reward <= hi and 1 <= len(sid) <= 64:
-                    pairs.append((sid, reward))
-                    where.append(k)
-                    continue
             try:
                 pairs.append(self._item(obj, f"[{k}]"))
                 where.append(k)

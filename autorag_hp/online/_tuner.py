@@ -357,14 +357,9 @@ class OnlineTuner:
         otherwise it returns a ticket for :meth:`wait` / :meth:`wait_async`.
         """
         try:
-            lo, hi = self.reward_range
-            if type(reward) is float and lo <= reward <= hi and type(id) is str:  # _check_reward's common case
-                self.strategy._check_reward(reward)
-                value = reward
-            else:
-                value = self._check_reward(reward)
-                if not isinstance(id, str):
-                    raise ValueError(f"id must be a string returned by suggest(), got {id!r}")
+            value = self._check_reward(reward)
+            if not isinstance(id, str):
+                raise ValueError(f"id must be a string returned by suggest(), got {id!r}")
         except ValueError:
             with self._lock:
                 self._rejected["invalid"] += 1
@@ -395,14 +390,8 @@ class OnlineTuner:
         """
         outcomes: list[ValueError | None] = [None] * len(items)
         values: dict[int, float] = {}
-        lo, hi = self.reward_range
-        check_more = self.strategy._check_reward
         for k, (sid, reward) in enumerate(items):
             try:
-                if type(reward) is float and lo <= reward <= hi and type(sid) is str:  # _check_reward's common case
-                    check_more(reward)
-                    values[k] = reward
-                    continue
                 values[k] = self._check_reward(reward)
                 if not isinstance(sid, str):
                     raise ValueError(f"id must be a string returned by suggest(), got {sid!r}")
@@ -549,8 +538,11 @@ class OnlineTuner:
 
     # -- validation and rejection --------------------------------------------------------------
     def _check_reward(self, reward: Any) -> float:
-        value = check_reward(reward)
         lo, hi = self.reward_range
+        if type(reward) is float and lo <= reward <= hi:  # the common case: check_reward would return it as is
+            self.strategy._check_reward(reward)
+            return reward
+        value = check_reward(reward)
         if not lo <= value <= hi:
             raise ValueError(f"reward must satisfy {lo:g} <= reward <= {hi:g}, got {reward!r}")
         self.strategy._check_reward(value)  # the rest of strategy.validate_reward (check_reward ran)
@@ -611,17 +603,21 @@ class OnlineTuner:
             self._since_snapshot += 1
         self._apply_expire(ids)
 
-    def _remember_closed(self, sid: str, answered: bool) -> None:
+    def _remember_closed(self, ids: Sequence[str], answered: bool) -> None:
+        """Remember ``ids`` as closed (answered or expired), in order: in ``_closed`` and as runs
+        of consecutive ids in ``_closed_runs``; the oldest forgotten past ``remember_ids``."""
         closed, runs = self._closed, self._closed_runs
-        closed[sid] = answered
-        boot, _, seq = sid.partition("-")
-        b, n = int(boot), int(seq)
         last = runs[-1] if runs else None
-        if last is not None and last[0] == b and last[1] + last[2] == n and last[3] is answered:
-            last[2] += 1
-        else:
-            runs.append([b, n, 1, answered])
-        if len(closed) > self._remember:
+        for sid in ids:
+            closed[sid] = answered
+            boot, _, seq = sid.partition("-")
+            b, n = int(boot), int(seq)
+            if last is not None and last[0] == b and last[1] + last[2] == n and last[3] is answered:
+                last[2] += 1
+            else:
+                last = [b, n, 1, answered]
+                runs.append(last)
+        while len(closed) > self._remember:
             self._forget_oldest_closed()
 
     def _forget_oldest_closed(self) -> None:
@@ -646,7 +642,7 @@ class OnlineTuner:
         """Count a reward that ``_check_reward`` accepted (the strategy's rules included)."""
         proposal = self._pending.pop(sid)[3]
         self.strategy._answer(proposal, reward)
-        self._remember_closed(sid, True)
+        self._remember_closed((sid,), True)
         self._n["feedback"] += 1
         self._reward_sum += reward
 
@@ -654,19 +650,7 @@ class OnlineTuner:
         """``_apply_feedback`` for each pair in order (pending ids, distinct, checked rewards)."""
         pending = self._pending
         self.strategy._answer_many([pending.pop(sid)[3] for sid in ids], rewards)
-        closed, runs = self._closed, self._closed_runs
-        last = runs[-1] if runs else None
-        for sid in ids:  # _remember_closed(sid, True) each, the oldest forgotten at the end: the same ids and runs
-            closed[sid] = True
-            boot, _, seq = sid.partition("-")
-            b, n = int(boot), int(seq)
-            if last is not None and last[0] == b and last[1] + last[2] == n and last[3] is True:
-                last[2] += 1
-            else:
-                last = [b, n, 1, True]
-                runs.append(last)
-        while len(closed) > self._remember:
-            self._forget_oldest_closed()
+        self._remember_closed(ids, True)
         self._n["feedback"] += len(ids)
         total = self._reward_sum
         for reward in rewards:  # one at a time: the same float as single feedbacks add up to
@@ -679,7 +663,7 @@ class OnlineTuner:
             if item is None:
                 continue
             self.strategy.expire(item[3])
-            self._remember_closed(sid, False)
+            self._remember_closed((sid,), False)
             self._n["expired"] += 1
 
     def _apply_observe(self, indices: list[int], rewards: list[float]) -> None:
@@ -780,7 +764,7 @@ class OnlineTuner:
                 self._closed_runs.append([int(b), int(first), int(count), answered])
         else:  # a snapshot written before the runs: the ids one by one
             for sid, a in state["closed"]:
-                self._remember_closed(sid, bool(a))
+                self._remember_closed((sid,), bool(a))
 
     def _maybe_snapshot(self) -> None:
         p = self.persistence
