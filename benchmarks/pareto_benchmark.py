@@ -191,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
                     "in quality of a cheaper better one, for these comma-separated eps (posterior means)")
     ap.add_argument("--budget", type=float, default=0.2)
     ap.add_argument("--weights", default="0.1,0.5,0.9")
-    ap.add_argument("--max-pulls", type=int, default=600)
+    ap.add_argument("--max-pulls", type=int, default=1700, help="the batch is max(4, budget / this): 20 questions "
+                    "per pull on SQuAD, 4 on the default grid (tune's batch for pareto-ts is 4); until issue #13's "
+                    "third session it was 600 (batch 57 and 10)")
     ap.add_argument("--tol", type=float, default=0.005)
     ap.add_argument("--strategy", default="pareto-ts", help="the multi-objective strategy spec")
     ap.add_argument("--sampling", default="iid", choices=SAMPLING_MODES,

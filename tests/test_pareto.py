@@ -166,10 +166,10 @@ def test_pareto_ts_population_moves_on_from_fully_seen_configurations():
 
 
 def test_pareto_ts_identification_pulls_and_front_probability():
-    """psi_prob=1: every pull after the space-filling ones is an APE-style identification pull
-    (tag "psi"); front_probability gives per-configuration shares in [0, 1], higher on the true
-    front than far behind it once the models have learned."""
-    s, q, t = _run("pareto-ts:psi_prob=1.0", seed=5, pulls=200)
+    """psi_prob=1 without hull pulls: every pull after the space-filling ones is an APE-style
+    identification pull (tag "psi"); front_probability gives per-configuration shares in [0, 1],
+    higher on the true front than far behind it once the models have learned."""
+    s, q, t = _run("pareto-ts:psi_prob=1.0:hull_prob=0", seed=5, pulls=200)
     assert s.quality.n_told == 200
     proposal = s.propose()
     assert proposal.tag == "psi"
@@ -190,6 +190,34 @@ def test_pareto_ts_identification_pulls_and_front_probability():
             make_strategy(f"pareto-ts:{bad}", SPACE)
     with pytest.raises(ValueError, match=r"eps must lie in \[0, 1\), got 2"):
         s.front_probability(8, eps=2)
+
+
+def test_pareto_ts_hull_pulls_play_the_least_pulled_best_w_answer_until_it_is_fully_seen():
+    """hull_prob=1: every pull after the space-filling ones plays, among the configurations that
+    best(w) ranks first for some w and that have not seen every question, the least-pulled one
+    (tag "hull"); with population P such a configuration is not played again once seen P times."""
+    s = make_strategy("pareto-ts:hull_prob=1.0:population=3", SPACE, seed=2, t_max=1034.0)
+    q, t = _truth()
+    rng = np.random.default_rng(2)
+    tags = []
+    for _ in range(60):
+        proposal = s.propose()
+        s.commit(proposal)
+        i = SPACE.index_of_coords(proposal.coords)
+        if proposal.tag != "init":
+            mq, mt = s.quality.posterior_mean(), s._tokens()[0]
+            answers = {int(np.argmax(w * mq - (1 - w) * mt / s.t_max)) for w in np.linspace(0, 1, 101)}
+            open_ = [c for c in answers if s.quality.n_c[c] < 3]
+            if proposal.tag == "hull":
+                assert i in open_ and s.quality.n_c[i] == min(s.quality.n_c[c] for c in open_)
+            else:  # another rule only once every best(w) answer has seen all its questions
+                assert not open_, (proposal.tag, open_)
+        tags.append(proposal.tag)
+        s.tell_objectives(SPACE.config(i), quality=q[i] + 0.05 * rng.standard_normal(), tokens=t[i], tag=proposal.tag)
+    assert tags[:4] == ["init"] * 4 and tags.count("hull") >= 20
+    assert s.quality.n_c.max() <= 3  # nobody past its population while others remain
+    with pytest.raises(ValueError, match=r"hull_prob must lie in \[0, 1\], got -0.5"):
+        make_strategy("pareto-ts:hull_prob=-0.5", SPACE)
 
 
 def test_pareto_ts_options_scalar_tell_and_tuner_details():
