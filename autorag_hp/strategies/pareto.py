@@ -46,7 +46,7 @@ import numpy as np
 from autorag_hp._seeds import generator
 from autorag_hp._threads import one_blas_thread
 from autorag_hp._validation import check_number, check_positive_int
-from autorag_hp.objective import check_reward, check_t_max, check_w
+from autorag_hp.objective import check_reward, check_t_max, check_w, reward
 from autorag_hp.pareto import pareto_mask
 from autorag_hp.strategies._base import Coords, Proposal, Recommendation, Strategy, argmax_random, pull_count
 from autorag_hp.strategies.structured import StructuredTS, StructuredTSOptions
@@ -263,9 +263,9 @@ class ParetoTS(Strategy):
         them is fully seen (or nothing is told yet)."""
         if self.quality.n_told == 0:
             return None
-        mq, mt = self.quality.posterior_mean(), self._tokens()[0]
-        ws = np.linspace(self.options.w_low, self.options.w_high, 101)[:, None]
-        hull = np.unique(np.argmax(ws * mq - (1.0 - ws) * mt / self.t_max, axis=1))
+        mq, mt, t_max = self.quality.posterior_mean(), self._tokens()[0], self.t_max
+        hull = np.unique([np.argmax(reward(mq, mt, w=float(w), t_max=t_max))
+                          for w in np.linspace(self.options.w_low, self.options.w_high, 101)])
         done = self._exhausted()
         if done is not None:
             hull = hull[~done[hull]]
