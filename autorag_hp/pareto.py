@@ -53,6 +53,9 @@ def check_objectives(objectives: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+_BROADCAST_LIMIT = 4_000_000  # pareto_mask compares every pair at once up to this many (rows^2 x objectives)
+
+
 def pareto_mask(values: np.ndarray, senses: Sequence[int]) -> np.ndarray:
     """True for the rows of ``values`` (configurations x objectives) that no other row dominates.
 
@@ -64,18 +67,32 @@ def pareto_mask(values: np.ndarray, senses: Sequence[int]) -> np.ndarray:
     if v.ndim != 2 or v.shape[1] != len(senses):
         raise ValueError(f"values must be a 2-D array with one column per sense ({len(senses)}), got shape {v.shape}")
     g = v * np.asarray(senses, dtype=float)[None, :]  # all maximised
-    order = np.lexsort(tuple(-g[:, j] for j in reversed(range(g.shape[1]))))  # best first on the first objective
-    keep = np.ones(len(g), dtype=bool)
-    front: list[int] = []
+    n = len(g)
+    if n * n * g.shape[1] <= _BROADCAST_LIMIT:  # small: every pair at once
+        keep = np.ones(n, dtype=bool)
+        step = max(1, _BROADCAST_LIMIT // max(n * g.shape[1], 1))
+        for a in range(0, n, step):  # rows a .. a + step (axis 0) against every row (axis 1)
+            ge = np.ones((len(g[a:a + step]), n), dtype=bool)
+            gt = np.zeros_like(ge)
+            for j in range(g.shape[1]):
+                col, rows = g[None, :, j], g[a:a + step, j, None]
+                ge &= col >= rows
+                gt |= col > rows
+            keep[a:a + step] = ~np.any(ge & gt, axis=1)
+        return keep
+    # large: best first on the first objective, each row against the front kept so far (a row can
+    # only be dominated by one sorted before it, and then also by a front member)
+    order = np.lexsort(tuple(-g[:, j] for j in reversed(range(g.shape[1]))))
+    keep = np.zeros(n, dtype=bool)
+    front = np.empty_like(g)
+    m = 0
     for i in order:
-        row = g[i]
-        for f in front:
-            other = g[f]
-            if np.all(other >= row) and np.any(other > row):
-                keep[i] = False
-                break
-        if keep[i]:
-            front.append(int(i))
+        row, f = g[i], front[:m]
+        if m and np.any(np.all(f >= row, axis=1) & np.any(f > row, axis=1)):
+            continue
+        keep[i] = True
+        front[m] = row
+        m += 1
     return keep
 
 

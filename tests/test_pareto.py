@@ -34,6 +34,24 @@ def test_pareto_mask_keeps_non_dominated_rows_and_ties():
         pareto_mask(v, [1])
 
 
+@pytest.mark.parametrize("limit", [None, 0])  # None: every pair at once; 0: the large-table path
+def test_pareto_mask_agrees_with_the_definition_on_random_tables(monkeypatch, limit):
+    """Both of pareto_mask's paths give, row by row, "no other row is at least as good on every
+    objective and better on one", on tables with many exact ties and 1-3 objectives."""
+    import autorag_hp.pareto as pareto
+
+    if limit is not None:
+        monkeypatch.setattr(pareto, "_BROADCAST_LIMIT", limit)
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        n, m = int(rng.integers(1, 120)), int(rng.integers(1, 4))
+        v = rng.integers(0, 5, size=(n, m)).astype(float) if trial % 2 else rng.random((n, m))
+        senses = [int(x) for x in rng.choice([-1, 1], size=m)]
+        g = v * np.asarray(senses)
+        expect = [not any((g[j] >= g[i]).all() and (g[j] > g[i]).any() for j in range(n)) for i in range(n)]
+        assert pareto.pareto_mask(v, senses).tolist() == expect, (trial, n, m)
+
+
 def test_check_objectives():
     assert check_objectives("quality,tokens") == ("quality", "tokens")
     assert check_objectives(["quality", "tokens", "latency"]) == ("quality", "tokens", "latency")

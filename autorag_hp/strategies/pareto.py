@@ -143,6 +143,8 @@ class ParetoTS(Strategy):
         self._init_plan: list[Coords] = [tuple(int(p[i]) for p in perms) for i in range(n_init)]
         self._init_plan.reverse()
         self._told_cost: float | None = None
+        # every configuration's coordinates, in index (mixed-radix) order, for the posterior sd
+        self._all_coords = np.stack(np.unravel_index(np.arange(len(space)), space.sizes), axis=1)
         self._max_tokens = 0.0
 
     # -- ask ------------------------------------------------------------------------------
@@ -323,7 +325,7 @@ class ParetoTS(Strategy):
         """Posterior mean and sd of every configuration's value under ``model``."""
         mean = model.posterior_mean()
         k, sd_res = model._shrink(model._s2)
-        rows = model.design.active_rows(np.array([self.space.coords_of_index(i) for i in range(len(self.space))]))
+        rows = model.design.active_rows(self._all_coords)
         w = model._root[rows].sum(axis=1)  # (configs, d): root^T x per configuration
         var = (1.0 - k) ** 2 * np.einsum("ij,ij->i", w, w) + sd_res ** 2
         return mean, np.sqrt(np.maximum(var, 0.0))
