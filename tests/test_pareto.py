@@ -343,3 +343,28 @@ def test_pareto_ts_in_a_paired_study_sees_common_questions(tmp_path):
         for k, qs in enumerate(pulls):
             assert set(qs) == {texts[j] for j in paired_questions(N_DOCS, 4, seed=3, ordinal=k)}
     assert max(len(p) for p in asked.values()) >= 2  # some configuration was pulled again, on new questions
+
+
+def test_covariate_prototype_keeps_exact_means_and_writes_its_figures(tmp_path):
+    """evals/pareto_covariate_model.py (issue #13's measurement prototype) on the embedded default
+    grid: a configuration whose pulls saw every question has its exact mean in the covariate
+    model (the finite-population correction leaves its own mean all the weight), the model's
+    reads are what pareto-ts' picks see, and one seed's figures are written."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "evals" / "pareto_covariate_model.py"
+    spec = importlib.util.spec_from_file_location("pareto_covariate_model", path)
+    cov = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cov)
+    lg, quality, tokens = cov._arrays(cov.TABLES["default"])
+    s = cov.run(lg, quality, tokens, 3, 30, int(0.2 * quality.size), covariate=True)
+    full = np.flatnonzero(s.qm.nq >= quality.shape[1])
+    assert len(full) >= 3
+    assert np.allclose(s.qm.mean()[full], quality[full].mean(axis=1), atol=1e-3)
+    assert np.array_equal(s.quality.posterior_mean(), s.qm.mean())
+    out = tmp_path / "cov.json"
+    assert cov.main(["--tables", "default", "--seeds", "1", "--max-pulls", "200", "--out", str(out)]) == 0
+    rec = json.loads(out.read_text())["tables"]["default"]["covariate"]["per_seed"][0]
+    assert 0 < rec["recall"] <= 1 and rec["front_size"] >= 1 and rec["regret_w0.5"] >= 0
