@@ -22,6 +22,7 @@ seeds. First written in issue #13's third session (the "token covariate" of docs
 then at batch 57); this version runs it with today's defaults.
 
     python evals/pareto_covariate_model.py --tables squad --first-seed 100 --seeds 20 --baseline
+    python evals/pareto_covariate_model.py --tables squad --strategy pareto-ts:hull_prob=0.7
 
 Writes ``evals/results/pareto_covariate_model.json`` (``--out``) and prints one line per seed.
 """
@@ -47,6 +48,7 @@ from pareto_benchmark import TABLES, _arrays, _precision  # noqa: E402
 
 from autorag_hp.objective import paired_population, paired_questions, reward  # noqa: E402
 from autorag_hp.pareto import pareto_mask, pareto_recall  # noqa: E402
+from autorag_hp.strategies import parse_strategy_spec  # noqa: E402
 from autorag_hp.strategies.pareto import ParetoTS  # noqa: E402
 
 
@@ -147,13 +149,16 @@ class CovariateParetoTS(ParetoTS):
         return (self.qm.mean(), self.qm.sd()) if model is self.quality else super()._posterior(model)
 
 
-def run(lg, quality, tokens, seed: int, batch: int, budget_calls: int, *, covariate: bool, r: float = 0.03) -> ParetoTS:
+def run(lg, quality, tokens, seed: int, batch: int, budget_calls: int, *, covariate: bool, r: float = 0.03,
+        options: dict[str, Any] | None = None) -> ParetoTS:
+    """One run; ``options``: ``pareto-ts`` options (its defaults when None)."""
     n_q = quality.shape[1]
-    pop = paired_population(ParetoTS, {}, sampling="paired", n_questions=n_q, batch=batch)
+    options = dict(options or {})
+    options.update(paired_population(ParetoTS, options, sampling="paired", n_questions=n_q, batch=batch))
     if covariate:
-        s = CovariateParetoTS(lg.space, n_questions=n_q, seed=seed, r=r, t_max=lg.t_max, **pop)
+        s = CovariateParetoTS(lg.space, n_questions=n_q, seed=seed, r=r, t_max=lg.t_max, **options)
     else:
-        s = ParetoTS(lg.space, seed=seed, t_max=lg.t_max, **pop)
+        s = ParetoTS(lg.space, seed=seed, t_max=lg.t_max, **options)
     ordinal = np.zeros(len(lg.space), dtype=int)
     for _ in range(budget_calls // batch):
         p = s.propose()
@@ -189,11 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--max-pulls", type=int, default=1700, help="as the pareto benchmark: batch max(4, budget / this)")
     ap.add_argument("--baseline", action="store_true", help="also run pareto-ts itself on the same seeds")
+    ap.add_argument("--strategy", default="pareto-ts", help="pareto-ts with options, e.g. pareto-ts:hull_prob=0.7 "
+                    "(for both the covariate runs and --baseline)")
     ap.add_argument("--r", type=float, default=0.03, help="sd of a configuration's random effect around the regression")
     ap.add_argument("--out", default=str(ROOT / "evals" / "results" / "pareto_covariate_model.json"))
     args = ap.parse_args(argv)
-    result: dict[str, Any] = {"first_seed": args.first_seed, "seeds": args.seeds, "max_pulls": args.max_pulls, "r": args.r,
-                              "budget": 0.2, "sampling": "paired", "tables": {}}
+    spec = parse_strategy_spec(args.strategy)
+    if spec.name != "pareto-ts":
+        ap.error(f"--strategy must be pareto-ts with options, got {args.strategy!r}")
+    result: dict[str, Any] = {"strategy": args.strategy, "r": args.r, "first_seed": args.first_seed, "seeds": args.seeds,
+                              "max_pulls": args.max_pulls, "budget": 0.2, "sampling": "paired", "tables": {}}
     for name in args.tables.split(","):
         lg, quality, tokens = _arrays(Path(TABLES[name]))
         budget_calls = int(0.2 * quality.size)
@@ -203,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
             rows = []
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 t0 = time.perf_counter()
-                rec = {"seed": seed, **score(run(lg, quality, tokens, seed, batch, budget_calls, covariate=covariate, r=args.r),
-                                             lg, quality, tokens), "seconds": round(time.perf_counter() - t0, 1)}
+                s = run(lg, quality, tokens, seed, batch, budget_calls, covariate=covariate, r=args.r,
+                        options=spec.options)
+                rec = {"seed": seed, **score(s, lg, quality, tokens), "seconds": round(time.perf_counter() - t0, 1)}
                 rows.append(rec)
                 print(name, label, " ".join(f"{k} {v:.4g}" for k, v in rec.items()), flush=True)
             mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "seed"}
