@@ -68,18 +68,13 @@ def pareto_mask(values: np.ndarray, senses: Sequence[int]) -> np.ndarray:
         raise ValueError(f"values must be a 2-D array with one column per sense ({len(senses)}), got shape {v.shape}")
     g = v * np.asarray(senses, dtype=float)[None, :]  # all maximised
     n = len(g)
-    if n * n * g.shape[1] <= _BROADCAST_LIMIT:  # small: every pair at once
-        keep = np.ones(n, dtype=bool)
-        step = max(1, _BROADCAST_LIMIT // max(n * g.shape[1], 1))
-        for a in range(0, n, step):  # rows a .. a + step (axis 0) against every row (axis 1)
-            ge = np.ones((len(g[a:a + step]), n), dtype=bool)
-            gt = np.zeros_like(ge)
-            for j in range(g.shape[1]):
-                col, rows = g[None, :, j], g[a:a + step, j, None]
-                ge &= col >= rows
-                gt |= col > rows
-            keep[a:a + step] = ~np.any(ge & gt, axis=1)
-        return keep
+    if n * n * g.shape[1] <= _BROADCAST_LIMIT:  # small: every pair at once, row i (axis 0) against row k (axis 1)
+        ge = np.ones((n, n), dtype=bool)  # row k at least as good as row i on every objective
+        gt = np.zeros((n, n), dtype=bool)  # row k better than row i on some objective
+        for j in range(g.shape[1]):
+            ge &= g[None, :, j] >= g[:, j, None]
+            gt |= g[None, :, j] > g[:, j, None]
+        return ~np.any(ge & gt, axis=1)
     # large: best first on the first objective, each row against the front kept so far (a row can
     # only be dominated by one sorted before it, and then also by a front member)
     order = np.lexsort(tuple(-g[:, j] for j in reversed(range(g.shape[1]))))

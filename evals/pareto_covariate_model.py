@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from pareto_benchmark import TABLES, _arrays, _precision  # noqa: E402
 
 from autorag_hp.objective import paired_population, paired_questions, reward  # noqa: E402
-from autorag_hp.pareto import pareto_mask, pareto_recall  # noqa: E402
+from autorag_hp.pareto import pareto_recall  # noqa: E402
 from autorag_hp.strategies import parse_strategy_spec  # noqa: E402
 from autorag_hp.strategies.pareto import ParetoTS  # noqa: E402
 
@@ -171,7 +171,7 @@ def run(lg, quality, tokens, seed: int, batch: int, budget_calls: int, *, covari
         s.tell_objectives(lg.space.config(c), quality=float(quality[c, q].mean()), tokens=float(tokens[c, q].mean()),
                           tag=p.tag)
         if covariate:
-            s.qm.set_log_tokens(ParetoTS._posterior(s, s.cost)[0])
+            s.qm.set_log_tokens(s.cost.posterior_mean())
     return s
 
 
