@@ -116,8 +116,8 @@ def _run_pareto(lg, quality, tokens, seed: int, batch: int, budget_calls: int, s
         else:
             q = generator("questions", seed, pull).choice(quality.shape[1], size=batch, replace=False)
         ordinal[c] += 1
-        s.tell_objectives(lg.space.config(c), quality=float(quality[c, q].mean()), tokens=float(tokens[c, q].mean()),
-                          tag=proposal.tag)
+        # per-question values, as tune's tell_details: the covariate quality model learns each one's variance
+        s.tell_objectives(lg.space.config(c), quality=quality[c, q], tokens=tokens[c, q], tag=proposal.tag)
     return {"strategy": s, "seconds": time.perf_counter() - t0}
 
 

@@ -223,7 +223,7 @@ def test_pareto_ts_hull_pulls_play_the_least_pulled_best_w_answer_until_it_is_fu
         s.commit(proposal)
         i = SPACE.index_of_coords(proposal.coords)
         if proposal.tag != "init":
-            mq, mt = s.quality.posterior_mean(), s._tokens()[0]
+            mq, mt = s._quality_mean(), s._tokens()[0]
             answers = {int(np.argmax(w * mq - (1 - w) * mt / s.t_max)) for w in np.linspace(0, 1, 101)}
             open_ = [c for c in answers if s.quality.n_c[c] < 3]
             if proposal.tag == "hull":
@@ -345,26 +345,46 @@ def test_pareto_ts_in_a_paired_study_sees_common_questions(tmp_path):
     assert max(len(p) for p in asked.values()) >= 2  # some configuration was pulled again, on new questions
 
 
-def test_covariate_prototype_keeps_exact_means_and_writes_its_figures(tmp_path):
-    """evals/pareto_covariate_model.py (issue #13's measurement prototype) on the embedded default
-    grid: a configuration whose pulls saw every question has its exact mean in the covariate
-    model (the finite-population correction leaves its own mean all the weight), the model's
-    reads are what pareto-ts' picks see, and one seed's figures are written."""
-    import importlib.util
-    import json
+def test_pareto_ts_covariate_quality_model_exact_means_and_per_question_values():
+    """The default quality model (quality_model="covariate"), replayed on the embedded default
+    grid as the pareto benchmark does (per-question values, paired questions): a configuration
+    whose pulls saw every question has its exact mean (the finite-population correction leaves
+    its own mean all the weight) and a near-zero sd; the picks, best(w) and the front read this
+    model; quality_model="structured" reads the structured model; bad per-question values are
+    refused with the field named."""
+    import sys
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "evals" / "pareto_covariate_model.py"
-    spec = importlib.util.spec_from_file_location("pareto_covariate_model", path)
-    cov = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cov)
-    lg, quality, tokens = cov._arrays(cov.TABLES["default"])
-    s = cov.run(lg, quality, tokens, 3, 30, int(0.2 * quality.size), covariate=True)
-    full = np.flatnonzero(s.qm.nq >= quality.shape[1])
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from pareto_benchmark import TABLES, _arrays, _run_pareto
+
+    lg, quality, tokens = _arrays(TABLES["default"])
+    s = _run_pareto(lg, quality, tokens, 3, 30, int(0.2 * quality.size), sampling="paired")["strategy"]
+    assert s.options.quality_model == "covariate" and s.quality._population == 4.0
+    full = np.flatnonzero(s.quality.n_c >= 4)
     assert len(full) >= 3
-    assert np.allclose(s.qm.mean()[full], quality[full].mean(axis=1), atol=1e-3)
-    assert np.array_equal(s.quality.posterior_mean(), s.qm.mean())
-    out = tmp_path / "cov.json"
-    assert cov.main(["--tables", "default", "--seeds", "1", "--max-pulls", "200", "--out", str(out)]) == 0
-    rec = json.loads(out.read_text())["tables"]["default"]["covariate"]["per_seed"][0]
-    assert 0 < rec["recall"] <= 1 and rec["front_size"] >= 1 and rec["regret_w0.5"] >= 0
+    mean, sd = s._posterior(s.quality)
+    assert np.allclose(mean[full], quality[full].mean(axis=1), atol=1e-3)
+    assert sd[full].max() < 0.002 < sd[s.quality.n_c == 0].min()
+    assert np.array_equal(s._quality_mean(), mean) and not np.allclose(mean, s.quality.posterior_mean())
+    assert np.array_equal(s.pareto_set().means[:, 0], mean)
+    structured = _run_pareto(lg, quality, tokens, 3, 30, int(0.2 * quality.size), "pareto-ts:quality_model=structured",
+                             sampling="paired")["strategy"]
+    assert np.array_equal(structured._quality_mean(), structured.quality.posterior_mean())
+
+    cfg = s.ask()
+    for bad, msg in (([], "quality must be a finite number or a non-empty 1-D sequence"),
+                     ([0.5, float("nan")], "quality must be a finite number or a non-empty 1-D sequence"),
+                     ([[0.5]], "quality must be a finite number or a non-empty 1-D sequence")):
+        with pytest.raises(ValueError, match=msg):
+            s.tell_objectives(cfg, quality=bad, tokens=100.0)
+    with pytest.raises(ValueError, match="tokens must be >= 0"):
+        s.tell_objectives(cfg, quality=[0.5, 1.0], tokens=[100.0, -1.0])
+    n = s.n_told
+    s.tell_objectives(cfg, quality=[0.0, 1.0, 1.0, 1.0], tokens=[100.0, 120.0, 80.0, 100.0])
+    assert s.n_told == n + 1 and s._covariate.nv[lg.space.index(cfg)] >= 4
+    with pytest.raises(ValueError, match="quality_model must be 'covariate' or 'structured', got 'x'"):
+        make_strategy("pareto-ts:quality_model=x", SPACE)
+    with pytest.raises(ValueError, match="covariate_scale must be a number > 0, got 0"):
+        make_strategy("pareto-ts:covariate_scale=0", SPACE)
+

@@ -1,12 +1,17 @@
-"""Pareto-set identification on two structured models (quality, cost), and best(w) for every w.
+"""Pareto-set identification on a quality and a cost model, and best(w) for every w.
 
-Two structured Bayesian models (:class:`~autorag_hp.strategies.structured.StructuredTS`'s
-additive-plus-pairwise ANOVA model) learn, over knob values, a configuration's mean quality
-and its log prompt tokens (tokens are close to a product of knob effects, chunk size x top-k
-x compression, so their logarithm is close to additive). After a short space-filling start,
-each pull is one of (by default, chosen on seeds 100-119: docs/metrics.md):
+A structured Bayesian model (:class:`~autorag_hp.strategies.structured.StructuredTS`'s
+additive-plus-pairwise ANOVA model) learns, over knob values, a configuration's log prompt
+tokens (tokens are close to a product of knob effects, chunk size x top-k x compression, so
+their logarithm is close to additive). Quality is learnt by the same one-hot main and pairwise
+effects plus a linear spline of that cost model's posterior mean log tokens
+(``quality_model="covariate"``, :class:`_TokenCovariateQuality`: on the SQuAD grid quality is
+largely a function of how much context the prompt carries), with each configuration's own
+question variance from the per-question values; ``quality_model="structured"`` is the
+structured model alone (the default before issue #13's fifth session). After a short
+space-filling start, each pull is one of (by default, chosen on seeds 100-119: docs/metrics.md):
 
-* a **hull pull** (``hull_prob=0.5`` of the pulls): the least-pulled configuration, among those
+* a **hull pull** (``hull_prob=0.7`` of the pulls): the least-pulled configuration, among those
   not yet fully seen, that ``best(w)`` answers for some ``w`` (the upper convex hull of the
   posterior means). Under paired sampling such a configuration is pulled until it has seen
   every question, so the answers of ``best(w)``, which hinge on gaps of 0.001-0.003 between
@@ -24,7 +29,8 @@ each pull is one of (by default, chosen on seeds 100-119: docs/metrics.md):
   default before: it found less of the front (0.665 against 0.769 on SQuAD, 0.862 against 0.919
   on the default grid, seeds 0-9, docs/metrics.md).
 
-Tell it both objectives with :meth:`ParetoTS.tell_objectives`; a plain ``tell(config,
+Tell it both objectives with :meth:`ParetoTS.tell_objectives` (per-question values, as the
+tuner does through :meth:`ParetoTS.tell_details`, or pull means); a plain ``tell(config,
 reward)`` teaches the quality model only. :meth:`ParetoTS.pareto_set` gives the front of the
 posterior means (with credible intervals), and ``best(n, w=...)`` answers for any ``w``
 without new pulls. Give it paired question sampling (``sampling="paired"`` of the objective,
@@ -39,9 +45,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+from scipy import linalg
 
 from autorag_hp._seeds import generator
 from autorag_hp._threads import one_blas_thread
@@ -60,10 +67,15 @@ class ParetoTSOptions(StructuredTSOptions):
     ``w_low``/``w_high``: the range of the per-pull scalarisation weight; ``w``: the weight
     ``best(n)`` ranks by when none is given; ``t_max``: the token scale of the reward
     (``w * quality - (1 - w) * tokens / t_max``; None: the largest pull mean told so far);
-    ``scalarisation``: "linear" or "chebyshev"; ``residual_scale`` (the quality model's
-    floor on a configuration's deviation from the additive model) defaults to 0.05 here, not
-    0.02: the grids' quality fronts have configurations the additive model misses by 0.1 or
-    more, and a wider residual lets their own pulls count; ``leader_prob`` (a model option) below 1 plays
+    ``scalarisation``: "linear" or "chebyshev"; ``quality_model``: "covariate" (main and
+    pairwise effects plus a linear spline of the cost model's posterior mean log tokens, prior sd
+    ``covariate_scale`` per spline coefficient: :class:`_TokenCovariateQuality`) or
+    "structured" (the structured model alone, the default before issue #13's fifth session);
+    ``prior_scale``/``interaction_scale``/``residual_scale`` are the quality model's prior
+    standard deviations of a main effect, a pairwise effect and one configuration's deviation
+    (0.3 / 0.1 / 0.03 here, for the covariate model, which keeps the deviation's scale fixed;
+    the structured model's empirical Bayes takes 0.03 as its floor; with
+    ``quality_model="structured"`` the defaults before were 0.1 / 0.05 / 0.05); ``leader_prob`` (a model option) below 1 plays
     top-two sampling on the scalarised draws, as ``structured-tt`` (0.3 here: with ``population``
     it won on seeds 100-119, docs/metrics.md); ``population`` (both models; "auto": Study and the
     bench replay set it to N / batch under paired sampling, as for ``structured-tt``): a
@@ -80,7 +92,7 @@ class ParetoTSOptions(StructuredTSOptions):
     scalarised pulls. ``hull_prob=0.5``, ``psi_prob=1.0`` (no scalarised pulls) won on seeds
     100-119 against the scalarised pulls alone (``hull_prob=0``, ``psi_prob=0``, the defaults
     before): a higher recall of the front on both grids, and no ``best(w)`` regret more than
-    0.001 worse (docs/metrics.md);
+    0.001 worse; with the covariate quality model ``hull_prob=0.7`` won (docs/metrics.md);
     ``cost_prior_scale``/``cost_interaction_scale``/``cost_residual_scale``: the cost model's
     prior standard deviations, in log-token units (the model options above are quality's)."""
 
@@ -89,12 +101,16 @@ class ParetoTSOptions(StructuredTSOptions):
     w: float = 0.9
     t_max: float | None = None
     scalarisation: str = "linear"
-    residual_scale: float = 0.05
+    quality_model: str = "covariate"
+    covariate_scale: float = 0.3
+    prior_scale: float = 0.3
+    interaction_scale: float = 0.1
+    residual_scale: float = 0.03
     front_prob: float = 0.0
     leader_prob: float = 0.3
     population: int | str = "auto"
     psi_prob: float = 1.0
-    hull_prob: float = 0.5
+    hull_prob: float = 0.7
     psi_draws: int = 32
     psi_eps: float = 0.005
     cost_prior_scale: float = 1.0
@@ -112,6 +128,9 @@ class ParetoTSOptions(StructuredTSOptions):
             check_t_max(self.t_max)
         if self.scalarisation not in ("chebyshev", "linear"):
             raise ValueError(f"scalarisation must be 'chebyshev' or 'linear', got {self.scalarisation!r}")
+        if self.quality_model not in ("covariate", "structured"):
+            raise ValueError(f"quality_model must be 'covariate' or 'structured', got {self.quality_model!r}")
+        check_number("covariate_scale", self.covariate_scale, low=0.0, low_open=True)
         for f in ("front_prob", "psi_prob", "hull_prob"):
             check_number(f, getattr(self, f), low=0.0, high=1.0)
         check_positive_int("psi_draws", self.psi_draws)
@@ -121,7 +140,7 @@ class ParetoTSOptions(StructuredTSOptions):
 
 
 class ParetoTS(Strategy):
-    """Thompson sampling on random scalarisations of a quality and a cost model."""
+    """Hull, Pareto-set identification and scalarised pulls on a quality and a cost model."""
 
     name = "pareto-ts"
     Options = ParetoTSOptions
@@ -146,9 +165,32 @@ class ParetoTS(Strategy):
         # every configuration's coordinates, in index (mixed-radix) order, for the posterior sd
         self._all_coords = np.stack(np.unravel_index(np.arange(len(space)), space.sizes), axis=1)
         self._max_tokens = 0.0
+        self._told_values: np.ndarray | None = None
+        self._covariate = None if o.quality_model == "structured" else _TokenCovariateQuality(
+            self.quality.design, self._all_coords, prior_scale=o.prior_scale, interaction_scale=o.interaction_scale,
+            residual_scale=o.residual_scale, covariate_scale=o.covariate_scale)
+        self._fit_cache: tuple[int, _CovariateFit] | None = None
 
     # -- ask ------------------------------------------------------------------------------
+    def _covariate_fit(self) -> "_CovariateFit":
+        """The covariate quality model's posterior (refitted once per tell: the covariate is the
+        cost model's current posterior mean log tokens)."""
+        if self._fit_cache is None or self._fit_cache[0] != self.n_told:
+            lt = self.cost.posterior_mean() if self.cost.n_told else None
+            q = self.quality  # its sums are less the question-batch offsets with batch_effects
+            fit = self._covariate.fit(q.n_c, q.sum_c, lt, q.noise_var(), q._own_s2(1.0, q.n_c))
+            self._fit_cache = (self.n_told, fit)
+        return self._fit_cache[1]
+
+    def _quality_mean(self) -> np.ndarray:
+        """Posterior mean quality of every configuration."""
+        if self._covariate is not None:
+            return self._covariate_fit().mean()
+        return self.quality.posterior_mean()
+
     def _draw(self, model: StructuredTS) -> np.ndarray:
+        if model is self.quality and self._covariate is not None:
+            return self._covariate_fit().draws(self.rng, 1)[0]
         f = model.design.score_all(model._sample_beta(self.rng))
         tail = model.options.residual_tail > 0
         xi = self.rng.standard_normal(len(f)) if model._tau2 > 0 or tail else None
@@ -206,6 +248,8 @@ class ParetoTS(Strategy):
 
     def _draws(self, model: StructuredTS, k: int) -> np.ndarray:
         """(k, configurations) joint posterior draws of ``model``'s values."""
+        if model is self.quality and self._covariate is not None:
+            return self._covariate_fit().draws(self.rng, k)
         f = model.design.score_many(model._sample_beta(self.rng, k))
         tail = model.options.residual_tail > 0
         xi = self.rng.standard_normal(f.shape) if model._tau2 > 0 or tail else None
@@ -237,7 +281,7 @@ class ParetoTS(Strategy):
         configuration whose estimate dominates it with the highest estimated quality; the less
         pulled of the two. Nothing ambiguous left: the least-pulled member of the front."""
         p = self.front_probability()
-        eq, et = self.quality.posterior_mean(), self._tokens()[0]
+        eq, et = self._quality_mean(), self._tokens()[0]
         on = pareto_mask(np.column_stack([eq, et]), [1, -1])
         eps = self.options.psi_eps
         front = np.flatnonzero(on)
@@ -265,7 +309,7 @@ class ParetoTS(Strategy):
         them is fully seen (or nothing is told yet)."""
         if self.quality.n_told == 0:
             return None
-        mq, mt, t_max = self.quality.posterior_mean(), self._tokens()[0], self.t_max
+        mq, mt, t_max = self._quality_mean(), self._tokens()[0], self.t_max
         hull = np.unique([np.argmax(reward(mq, mt, w=float(w), t_max=t_max))
                           for w in np.linspace(self.options.w_low, self.options.w_high, 101)])
         done = self._exhausted()
@@ -285,30 +329,36 @@ class ParetoTS(Strategy):
             self._init_plan.pop()
 
     # -- tell -----------------------------------------------------------------------------
-    def tell_objectives(self, config: Mapping[str, Any], *, quality: float, tokens: float, tag: Any = None) -> None:
-        """Report a pull's mean quality and mean prompt tokens (answers the oldest pending ask
-        of ``config``, or the one committed with ``tag``)."""
-        q = check_reward(quality, name="quality")
-        t = check_reward(tokens, name="tokens")
-        if t < 0:
+    def tell_objectives(self, config: Mapping[str, Any], *, quality: float | Sequence[float],
+                        tokens: float | Sequence[float], tag: Any = None) -> None:
+        """Report a pull's quality and prompt tokens: each its mean over the pull's questions, or
+        the per-question values (the covariate quality model then learns each configuration's own
+        question variance). Answers the oldest pending ask of ``config``, or the one committed
+        with ``tag``."""
+        values = _per_question(quality, "quality")
+        t_values = _per_question(tokens, "tokens")
+        q = check_reward(quality, name="quality") if values is None else float(values.mean())
+        t = check_reward(tokens, name="tokens") if t_values is None else float(t_values.mean())
+        if t < 0 or (t_values is not None and (t_values < 0).any()):
             raise ValueError(f"tokens must be >= 0, got {tokens!r}")
         self._max_tokens = max(self._max_tokens, t)
         self._told_cost = math.log(max(t, 1.0))  # the cost model learns log tokens
+        self._told_values = values
         try:
             if tag is None:
                 self.tell(config, q)
             else:
                 self.tell(config, q, tag=tag)
         finally:
-            self._told_cost = None
+            self._told_cost = self._told_values = None
 
     def tell_details(self, config: Mapping[str, Any], reward: float, details: Any) -> None:
-        """What the tuner calls with a pull's per-question records: their mean ``quality`` and
+        """What the tuner calls with a pull's per-question records: their ``quality`` and
         ``prompt_tokens`` (:func:`autorag_hp.pipeline.score_result` rows); records without
         them fall back to ``tell(config, reward)``."""
         try:
-            q = float(np.mean([d["quality"] for d in details]))
-            t = float(np.mean([d["prompt_tokens"] for d in details]))
+            q = [float(d["quality"]) for d in details]
+            t = [float(d["prompt_tokens"]) for d in details]
         except (KeyError, TypeError, ValueError):
             self.tell(config, reward)
             return
@@ -319,10 +369,15 @@ class ParetoTS(Strategy):
         self.quality.observe(config, reward)
         if self._told_cost is not None:
             self.cost.observe(config, self._told_cost)
+        if self._covariate is not None and self._told_values is not None:
+            self._covariate.observe(self.space.index_of_coords(coords), self._told_values)
 
     # -- recommend ------------------------------------------------------------------------
     def _posterior(self, model: StructuredTS) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and sd of every configuration's value under ``model``."""
+        if model is self.quality and self._covariate is not None:
+            fit = self._covariate_fit()
+            return fit.mean(), fit.sd()
         mean = model.posterior_mean()
         k, sd_res = model._shrink(model._s2)
         rows = model.design.active_rows(self._all_coords)
@@ -383,6 +438,149 @@ class ParetoTS(Strategy):
         return ParetoSet.from_means(np.column_stack([mq, mt]), space=self.space,
                                     half_widths=z * np.column_stack([sq, st]),
                                     counts=self.quality.n_c.astype(int), t_max=self.t_max, confidence=conf)
+
+
+_KNOT_QUANTILES = (0.2, 0.4, 0.6, 0.8)  # the token spline's knots, as quantiles over the space
+_NOISE_PRIOR_QUESTIONS = 10.0  # weight, in questions, of the pooled question variance in a configuration's own
+_INTERCEPT_PRIOR = (0.5, 1.0)  # mean and sd of the quality model's intercept (quality on a 0-1 scale)
+
+
+class _TokenCovariateQuality:
+    """``pareto-ts``' quality model with ``quality_model="covariate"`` (the default).
+
+    ``quality(c) = b + sum_k main_k[c_k] + sum_(k,l) pair_kl[c_k, c_l] + g(log tokens_c) + u_c + noise``:
+    the structured model's one-hot main and pairwise effects (its :class:`_Design`, priors
+    ``prior_scale`` and ``interaction_scale``), plus a linear spline ``g`` (prior sd
+    ``covariate_scale`` per coefficient; knots at the 20/40/60/80% quantiles) of the cost model's
+    posterior mean log prompt tokens: on the SQuAD grid quality is largely a function of how much
+    context the prompt carries, which main and pairwise effects express only in part
+    (top_k=8 x compression=0.25: true 0.70-0.85, predicted 0.34-0.60; docs/metrics.md). A
+    configuration's own deviation ``u_c ~ N(0, residual_scale^2)`` is fixed, not estimated; its
+    own mean's noise variance is its own question variance (from per-question values, shrunk to
+    the pooled one with the weight of 10 questions; the quality StructuredTS's plug-in pull
+    variance for pulls told as means only) over the questions seen, times the finite-population
+    factor of paired sampling. The token covariate moves as the cost model learns, so the
+    regression is refitted after every tell from per-configuration sufficient statistics (a
+    Cholesky solve of one feature per knob value, pair of values and spline column)."""
+
+    def __init__(self, design, coords: np.ndarray, *, prior_scale: float, interaction_scale: float,
+                 residual_scale: float, covariate_scale: float) -> None:
+        self.design = design
+        self.rows = design.active_rows(coords)  # (configurations, k): each one's one-hot features
+        d0 = design.proxy  # every feature but the proxy offset (pareto-ts has no warm start)
+        first_pair = design.pair_off[0] if design.pair_off else d0
+        sd = np.full(d0, float(interaction_scale))
+        sd[0], sd[1:first_pair] = _INTERCEPT_PRIOR[1], prior_scale
+        self.sd = np.concatenate([sd, np.full(1 + len(_KNOT_QUANTILES), float(covariate_scale))])
+        self.prior = np.zeros(len(self.sd))
+        self.prior[0] = _INTERCEPT_PRIOR[0]
+        self.r2 = float(residual_scale) ** 2
+        m = len(coords)
+        self.nv, self.sv, self.sqv = np.zeros(m), np.zeros(m), np.zeros(m)  # per-question values: n, sum, sum sq
+
+    def observe(self, c: int, values: np.ndarray) -> None:
+        """Configuration ``c``'s per-question values of one pull (for its question variance)."""
+        self.nv[c] += len(values)
+        self.sv[c] += float(values.sum())
+        self.sqv[c] += float(values @ values)
+
+    def _spline(self, log_tokens: np.ndarray | None) -> np.ndarray:
+        if log_tokens is None:
+            return np.zeros((len(self.nv), len(self.sd) - self.design.proxy))
+        x = log_tokens - log_tokens.mean()
+        knots = np.quantile(x, _KNOT_QUANTILES)
+        return np.column_stack([x] + [np.maximum(x - k, 0.0) for k in knots])
+
+    def fit(self, n: np.ndarray, sums: np.ndarray, log_tokens: np.ndarray | None, pull_var: float,
+            fpc: np.ndarray | float) -> "_CovariateFit":
+        """The posterior given each configuration's pulls ``n`` and the sum of their means, the
+        cost model's posterior mean log tokens (None: no covariate yet), the plug-in variance of
+        one pull and each configuration's finite-population factor."""
+        d0 = self.design.proxy
+        spline = self._spline(log_tokens)
+        seen = np.flatnonzero(n)
+        own = np.zeros(len(n))
+        own[seen] = sums[seen] / n[seen]
+        has = self.nv > 0
+        e = np.full(len(n), np.inf)  # the noise variance of each configuration's own mean
+        if has.any():
+            qmean = self.sv[has] / self.nv[has]
+            var_q = np.zeros(len(n))
+            var_q[has] = np.maximum(self.sqv[has] / self.nv[has] - qmean ** 2, 0.0)
+            pooled = max(float(np.sum(var_q * self.nv) / self.nv.sum()), 0.01)
+            v = (var_q * self.nv + _NOISE_PRIOR_QUESTIONS * pooled) / (self.nv + _NOISE_PRIOR_QUESTIONS)
+            e[has] = v[has] / self.nv[has]
+        means_only = (n > 0) & ~has
+        e[means_only] = pull_var / n[means_only]
+        e[seen] *= np.broadcast_to(fpc, n.shape)[seen]
+        x = np.zeros((len(seen), len(self.sd)))
+        np.put_along_axis(x, self.rows[seen], 1.0, axis=1)
+        x[:, d0:] = spline[seen]
+        w = 1.0 / (self.r2 + e[seen])
+        a = (x.T * w) @ x + np.diag(1.0 / self.sd ** 2)
+        b = x.T @ (w * own[seen]) + self.prior / self.sd ** 2
+        chol = linalg.cholesky(a, lower=True)
+        mu = linalg.cho_solve((chol, True), b)
+        k = np.zeros(len(n))  # the weight of a configuration's own mean
+        k[seen] = self.r2 / (self.r2 + e[seen])
+        cvar = np.full(len(n), self.r2)
+        cvar[seen] = self.r2 * e[seen] / (self.r2 + e[seen])
+        return _CovariateFit(self.design, self.rows, spline, chol, mu, k, cvar, own)
+
+
+@dataclass
+class _CovariateFit:
+    """One posterior of :class:`_TokenCovariateQuality`: coefficients (``mu``, Cholesky factor
+    ``chol`` of their precision), each configuration's own mean, its weight ``k`` in the blend
+    and the blend's residual variance ``cvar``."""
+
+    design: Any
+    rows: np.ndarray
+    spline: np.ndarray
+    chol: np.ndarray
+    mu: np.ndarray
+    k: np.ndarray
+    cvar: np.ndarray
+    own: np.ndarray
+
+    def _score(self, beta: np.ndarray) -> np.ndarray:
+        """(s, configurations) model values of s coefficient vectors (s, features)."""
+        d0 = self.design.proxy
+        full = np.zeros((len(beta), self.design.d))
+        full[:, :d0] = beta[:, :d0]
+        return self.design.score_many(full) + beta[:, d0:] @ self.spline.T
+
+    def mean(self) -> np.ndarray:
+        f = self._score(self.mu[None, :])[0]
+        return f + self.k * (self.own - f)
+
+    def sd(self) -> np.ndarray:
+        d0 = self.design.proxy
+        linv = linalg.solve_triangular(self.chol, np.eye(len(self.mu)), lower=True).T  # (features, features)
+        z = linv[self.rows].sum(axis=1) + self.spline @ linv[d0:]  # (configurations, features): L^-1 x_c
+        return np.sqrt((1.0 - self.k) ** 2 * np.einsum("ij,ij->i", z, z) + self.cvar)
+
+    def draws(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """(n, configurations) joint posterior draws."""
+        beta = self.mu[:, None] + linalg.solve_triangular(self.chol.T, rng.standard_normal((len(self.mu), n)),
+                                                          lower=False)
+        f = self._score(beta.T)
+        xi = rng.standard_normal((f.shape[1], n)).T
+        return f + self.k * (self.own - f) + np.sqrt(self.cvar) * xi
+
+
+def _per_question(value: Any, name: str) -> np.ndarray | None:
+    """``value`` as a non-empty 1-D array of finite per-question values, or None for a scalar."""
+    if np.ndim(value) == 0:
+        return None
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number or a sequence of them, got {value!r}") from None
+    if arr.ndim != 1 or not len(arr) or not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be a finite number or a non-empty 1-D sequence of finite numbers, "
+                         f"got {value!r}")
+    return arr
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
