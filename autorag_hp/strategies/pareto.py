@@ -281,7 +281,7 @@ class ParetoTS(Strategy):
         configuration whose estimate dominates it with the highest estimated quality; the less
         pulled of the two. Nothing ambiguous left: the least-pulled member of the front."""
         p = self.front_probability()
-        eq, et = self._quality_mean(), self._tokens()[0]
+        eq, et = self._quality_mean(), self._token_mean()
         on = pareto_mask(np.column_stack([eq, et]), [1, -1])
         eps = self.options.psi_eps
         front = np.flatnonzero(on)
@@ -309,7 +309,7 @@ class ParetoTS(Strategy):
         them is fully seen (or nothing is told yet)."""
         if self.quality.n_told == 0:
             return None
-        mq, mt, t_max = self._quality_mean(), self._tokens()[0], self.t_max
+        mq, mt, t_max = self._quality_mean(), self._token_mean(), self.t_max
         hull = np.unique([np.argmax(reward(mq, mt, w=float(w), t_max=t_max))
                           for w in np.linspace(self.options.w_low, self.options.w_high, 101)])
         done = self._exhausted()
@@ -392,6 +392,12 @@ class ParetoTS(Strategy):
             return np.zeros_like(m), np.zeros_like(sd)
         t = np.exp(m)
         return t, t * sd
+
+    def _token_mean(self) -> np.ndarray:
+        """``_tokens()``'s medians alone (the picks need no sd)."""
+        if self.cost.n_told == 0:
+            return np.zeros(len(self.space))
+        return np.exp(self.cost.posterior_mean())
 
     @property
     def t_max(self) -> float:
