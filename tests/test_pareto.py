@@ -388,3 +388,35 @@ def test_pareto_ts_covariate_quality_model_exact_means_and_per_question_values()
     with pytest.raises(ValueError, match="covariate_scale must be a number > 0, got 0"):
         make_strategy("pareto-ts:covariate_scale=0", SPACE)
 
+
+
+def test_pareto_ts_posterior_sd_in_blocks_of_configurations(monkeypatch):
+    """The posterior sds of both quality models and of the cost model are computed over blocks
+    of configurations (row_norms2, so that 250,000 configurations never need the whole
+    (configurations, features, columns) gather): blocks of 7 give the sds of one block, and the
+    helper agrees with the direct gather on random input."""
+    from autorag_hp.strategies import structured
+
+    q, t = _truth()
+    runs = []
+    for spec in ("pareto-ts", "pareto-ts:quality_model=structured"):
+        s = make_strategy(spec, SPACE, seed=1, t_max=1100.0)
+        rng = np.random.default_rng(0)
+        for _ in range(30):
+            p = s.propose()
+            s.commit(p)
+            i = SPACE.index_of_coords(p.coords)
+            s.tell_objectives(SPACE.config(i), quality=(rng.random(4) < q[i]).astype(float),
+                              tokens=t[i] + rng.normal(0, 5, 4).clip(-5, 5), tag=p.tag)
+        runs.append(s)
+    whole = [(s._posterior(s.quality)[1], s._posterior(s.cost)[1]) for s in runs]
+    monkeypatch.setattr(structured, "_ROW_CHUNK", 7)
+    for s, (sq, st) in zip(runs, whole):
+        assert np.allclose(s._posterior(s.quality)[1], sq, rtol=1e-12, atol=0)
+        assert np.allclose(s._posterior(s.cost)[1], st, rtol=1e-12, atol=0)
+        assert sq.min() > 0 and st.min() > 0
+    rng = np.random.default_rng(1)
+    m, rows, x, m_x = rng.normal(size=(9, 5)), rng.integers(0, 9, (20, 3)), rng.normal(size=(20, 2)), rng.normal(size=(2, 5))
+    z = m[rows].sum(axis=1) + x @ m_x
+    assert np.allclose(structured.row_norms2(m, rows, x, m_x), (z * z).sum(axis=1), rtol=1e-12)
+    assert np.allclose(structured.row_norms2(m, rows), (m[rows].sum(axis=1) ** 2).sum(axis=1), rtol=1e-12)

@@ -56,7 +56,7 @@ from autorag_hp._validation import check_number, check_positive_int
 from autorag_hp.objective import check_reward, check_t_max, check_w, reward
 from autorag_hp.pareto import pareto_mask
 from autorag_hp.strategies._base import Coords, Proposal, Recommendation, Strategy, argmax_random, pull_count
-from autorag_hp.strategies.structured import StructuredTS, StructuredTSOptions
+from autorag_hp.strategies.structured import StructuredTS, StructuredTSOptions, row_norms2
 
 __all__ = ["ParetoTS", "ParetoTSOptions"]
 
@@ -381,8 +381,7 @@ class ParetoTS(Strategy):
         mean = model.posterior_mean()
         k, sd_res = model._shrink(model._s2)
         rows = model.design.active_rows(self._all_coords)
-        w = model._root[rows].sum(axis=1)  # (configs, d): root^T x per configuration
-        var = (1.0 - k) ** 2 * np.einsum("ij,ij->i", w, w) + sd_res ** 2
+        var = (1.0 - k) ** 2 * row_norms2(model._root, rows) + sd_res ** 2  # |root^T x|^2 per configuration
         return mean, np.sqrt(np.maximum(var, 0.0))
 
     def _tokens(self) -> tuple[np.ndarray, np.ndarray]:
@@ -563,8 +562,9 @@ class _CovariateFit:
     def sd(self) -> np.ndarray:
         d0 = self.design.proxy
         linv = linalg.solve_triangular(self.chol, np.eye(len(self.mu)), lower=True).T  # (features, features)
-        z = linv[self.rows].sum(axis=1) + self.spline @ linv[d0:]  # (configurations, features): L^-1 x_c
-        return np.sqrt((1.0 - self.k) ** 2 * np.einsum("ij,ij->i", z, z) + self.cvar)
+        # |L^-1 x_c|^2 per configuration: one-hot features and spline columns
+        norms = row_norms2(linv, self.rows, self.spline, linv[d0:])
+        return np.sqrt((1.0 - self.k) ** 2 * norms + self.cvar)
 
     def draws(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """(n, configurations) joint posterior draws."""
