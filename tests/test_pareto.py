@@ -348,8 +348,8 @@ def test_pareto_ts_in_a_paired_study_sees_common_questions(tmp_path):
 def test_pareto_ts_covariate_quality_model_exact_means_and_per_question_values():
     """The default quality model (quality_model="covariate"), replayed on the embedded default
     grid as the pareto benchmark does (per-question values, paired questions): a configuration
-    whose pulls saw every question has its exact mean (the finite-population correction leaves
-    its own mean all the weight) and a near-zero sd; the picks, best(w) and the front read this
+    whose pulls saw every question has its exact mean (the finite-population correction, with
+    no floor, leaves its own mean all the weight) and a zero sd; the picks, best(w) and the front read this
     model; quality_model="structured" reads the structured model; bad per-question values are
     refused with the field named."""
     import sys
@@ -364,8 +364,8 @@ def test_pareto_ts_covariate_quality_model_exact_means_and_per_question_values()
     full = np.flatnonzero(s.quality.n_c >= 4)
     assert len(full) >= 3
     mean, sd = s._posterior(s.quality)
-    assert np.allclose(mean[full], quality[full].mean(axis=1), atol=1e-3)
-    assert sd[full].max() < 0.002 < sd[s.quality.n_c == 0].min()
+    assert np.allclose(mean[full], quality[full].mean(axis=1), rtol=0, atol=1e-12)  # exact, not shrunk
+    assert sd[full].max() == 0.0 and sd[s.quality.n_c == 0].min() > 0.002
     assert np.array_equal(s._quality_mean(), mean) and not np.allclose(mean, s.quality.posterior_mean())
     assert np.array_equal(s.pareto_set().means[:, 0], mean)
     structured = _run_pareto(lg, quality, tokens, 3, 30, int(0.2 * quality.size), "pareto-ts:quality_model=structured",

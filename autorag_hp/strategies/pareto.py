@@ -178,7 +178,8 @@ class ParetoTS(Strategy):
         if self._fit_cache is None or self._fit_cache[0] != self.n_told:
             lt = self.cost.posterior_mean() if self.cost.n_told else None
             q = self.quality  # its sums are less the question-batch offsets with batch_effects
-            fit = self._covariate.fit(q.n_c, q.sum_c, lt, q.noise_var(), q._own_s2(1.0, q.n_c))
+            # finite-population factor without the structured model's floor: exact means stay exact
+            fit = self._covariate.fit(q.n_c, q.sum_c, lt, q.noise_var(), q._own_s2(1.0, q.n_c, floor=0.0))
             self._fit_cache = (self.n_told, fit)
         return self._fit_cache[1]
 
@@ -464,7 +465,8 @@ class _TokenCovariateQuality:
     own mean's noise variance is its own question variance (from per-question values, shrunk to
     the pooled one with the weight of 10 questions; the quality StructuredTS's plug-in pull
     variance for pulls told as means only) over the questions seen, times the finite-population
-    factor of paired sampling. The token covariate moves as the cost model learns, so the
+    factor of paired sampling, without the structured model's floor: a configuration that saw
+    every question keeps its own mean exactly, with sd 0. The token covariate moves as the cost model learns, so the
     regression is refitted after every tell from per-configuration sufficient statistics (a
     Cholesky solve of one feature per knob value, pair of values and spline column)."""
 

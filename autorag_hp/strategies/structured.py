@@ -658,16 +658,17 @@ class StructuredTS(Strategy):
             return self._mu + self._root @ rng.standard_normal(d)
         return self._mu[None, :] + rng.standard_normal((size, d)) @ self._root.T
 
-    def _own_s2(self, s2: float, n):
+    def _own_s2(self, s2: float, n, *, floor: float = 1e-3):
         """sigma^2 as it enters the variance sigma^2 / n of a configuration's own mean over n pulls:
         with ``population`` P (paired sampling) times the finite-population factor
-        max(1 - min(n, P) / P, 1e-3); without it sigma^2 itself."""
+        max(1 - min(n, P) / P, floor); without it sigma^2 itself. (pareto-ts' covariate quality
+        model takes floor 0: a configuration that saw every question keeps its own mean exactly.)"""
         p = self._population
         if not p:
             return s2
         if isinstance(n, np.ndarray):
-            return s2 * np.maximum(1.0 - np.minimum(n, p) / p, 1e-3)
-        return s2 * max(1.0 - min(float(n), p) / p, 1e-3)
+            return s2 * np.maximum(1.0 - np.minimum(n, p) / p, floor)
+        return s2 * max(1.0 - min(float(n), p) / p, floor)
 
     def _shrink(self, s2: float) -> tuple[np.ndarray, np.ndarray]:
         """Per configuration: weight k_c of its own mean against the model, and residual sd."""
