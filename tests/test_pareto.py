@@ -349,9 +349,9 @@ def test_pareto_ts_covariate_quality_model_exact_means_and_per_question_values()
     """The default quality model (quality_model="covariate"), replayed on the embedded default
     grid as the pareto benchmark does (per-question values, paired questions): a configuration
     whose pulls saw every question has its exact mean (the finite-population correction, with
-    no floor, leaves its own mean all the weight) and a zero sd; the picks, best(w) and the front read this
-    model; quality_model="structured" reads the structured model; bad per-question values are
-    refused with the field named."""
+    no floor, leaves its own mean all the weight) and a zero sd; the picks, best(w) and the
+    front read this model; quality_model="structured" reads the structured model; bad
+    per-question values are refused with the field named."""
     import sys
     from pathlib import Path
 
@@ -389,7 +389,6 @@ def test_pareto_ts_covariate_quality_model_exact_means_and_per_question_values()
         make_strategy("pareto-ts:covariate_scale=0", SPACE)
 
 
-
 def test_pareto_ts_posterior_sd_in_blocks_of_configurations(monkeypatch):
     """The posterior sds of both quality models and of the cost model are computed over blocks
     of configurations (row_norms2, so that 250,000 configurations never need the whole
@@ -416,7 +415,8 @@ def test_pareto_ts_posterior_sd_in_blocks_of_configurations(monkeypatch):
         assert np.allclose(s._posterior(s.cost)[1], st, rtol=1e-12, atol=0)
         assert sq.min() > 0 and st.min() > 0
     rng = np.random.default_rng(1)
-    m, rows, x, m_x = rng.normal(size=(9, 5)), rng.integers(0, 9, (20, 3)), rng.normal(size=(20, 2)), rng.normal(size=(2, 5))
+    m, rows = rng.normal(size=(9, 5)), rng.integers(0, 9, (20, 3))
+    x, m_x = rng.normal(size=(20, 2)), rng.normal(size=(2, 5))
     z = m[rows].sum(axis=1) + x @ m_x
     assert np.allclose(structured.row_norms2(m, rows, x, m_x), (z * z).sum(axis=1), rtol=1e-12)
     assert np.allclose(structured.row_norms2(m, rows), (m[rows].sum(axis=1) ** 2).sum(axis=1), rtol=1e-12)

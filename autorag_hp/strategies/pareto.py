@@ -466,9 +466,10 @@ class _TokenCovariateQuality:
     the pooled one with the weight of 10 questions; the quality StructuredTS's plug-in pull
     variance for pulls told as means only) over the questions seen, times the finite-population
     factor of paired sampling, without the structured model's floor: a configuration that saw
-    every question keeps its own mean exactly, with sd 0. The token covariate moves as the cost model learns, so the
-    regression is refitted after every tell from per-configuration sufficient statistics (a
-    Cholesky solve of one feature per knob value, pair of values and spline column)."""
+    every question keeps its own mean exactly, with sd 0. The token covariate moves as the
+    cost model learns, so the regression is refitted after every tell from per-configuration
+    sufficient statistics (a Cholesky solve of one feature per knob value, pair of values and
+    spline column)."""
 
     def __init__(self, design, coords: np.ndarray, *, prior_scale: float, interaction_scale: float,
                  residual_scale: float, covariate_scale: float) -> None:
