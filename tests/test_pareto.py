@@ -420,3 +420,33 @@ def test_pareto_ts_posterior_sd_in_blocks_of_configurations(monkeypatch):
     z = m[rows].sum(axis=1) + x @ m_x
     assert np.allclose(structured.row_norms2(m, rows, x, m_x), (z * z).sum(axis=1), rtol=1e-12)
     assert np.allclose(structured.row_norms2(m, rows), (m[rows].sum(axis=1) ** 2).sum(axis=1), rtol=1e-12)
+
+
+def test_pareto_ts_hull_pulls_read_optimistic_quality():
+    """hull_ucb: a hull pull plays the least-pulled configuration, not fully seen, that ranks
+    first for some w by its quality's posterior mean plus hull_ucb sds. A partly seen
+    configuration estimated below a fully seen one (sd 0) of higher quality stays on that hull
+    while its upper bound is above, and is pulled; with hull_ucb=0 (the best(w) answers) it is
+    not. Negative values are refused."""
+    q, t = _truth()
+    x = SPACE.index({"top_k": 8, "chunk": 128, "embedder": "b"})
+    picks = {}
+    for kappa in (0.0, 0.5):
+        s = make_strategy(f"pareto-ts:hull_ucb={kappa}", SPACE, seed=0, t_max=1100.0, population=3)
+        rng = np.random.default_rng(0)
+        for i in range(len(SPACE)):  # x: one pull, all 16 right; the others 2 (3 = every question if t > 500)
+            for _ in range(1 if i == x else 2 if t[i] < 500 else 3):
+                vals = np.ones(16) if i == x else (rng.random(8) < q[i]).astype(float)
+                s.tell_objectives(SPACE.config(i), quality=vals, tokens=np.full(len(vals), t[i]))
+        mq, sd = s._posterior(s.quality)
+        mt, done = s._token_mean(), s._exhausted()
+        hull = {int(np.argmax(reward(mq + kappa * sd, mt, w=float(w), t_max=1100.0))) for w in np.linspace(0, 1, 101)}
+        top = int(np.argmax(np.where(done, mq, -np.inf)))  # the best fully seen configuration
+        assert sd[top] == 0.0 and mq[x] < mq[top] < mq[x] + 0.5 * sd[x]
+        free = [c for c in hull if not done[c]]
+        assert s._hull_pick() == min(free, key=lambda c: (s.quality.n_c[c], c))
+        picks[kappa] = (s._hull_pick(), x in hull)
+    assert picks[0.0][0] != x and not picks[0.0][1]
+    assert picks[0.5] == (x, True)
+    with pytest.raises(ValueError, match="hull_ucb must be a number >= 0, got -1"):
+        make_strategy("pareto-ts:hull_ucb=-1", SPACE)

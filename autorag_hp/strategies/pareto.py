@@ -84,7 +84,10 @@ class ParetoTSOptions(StructuredTSOptions):
     plays a uniform pick from the sampled Pareto front (Pareto Thompson sampling, Yahyaa &
     Manderick 2015, "Thompson Sampling for Multi-Objective Multi-Armed Bandits Problem");
     ``hull_prob``: the chance that a pull plays the least-pulled configuration, not yet fully
-    seen, that ``best(w)`` ranks first for some ``w`` (:meth:`ParetoTS._hull_pick`);
+    seen, that ranks first for some ``w`` by its optimistic reward, its quality's posterior mean
+    plus ``hull_ucb`` posterior sds (:meth:`ParetoTS._hull_pick`; the default 0: the ``best(w)``
+    answers. 0.5 won on seeds 100-139 and lost on the evaluation seeds 0-9, so it is not the
+    default: docs/metrics.md);
     ``psi_prob``: the chance that a pull that is not a hull pull plays the Pareto-set
     identification rule (:meth:`ParetoTS._psi_pick`, after APE, Kone et al. 2023), its front
     probabilities from ``psi_draws`` joint posterior draws, ``psi_eps`` the quality (and tokens /
@@ -111,6 +114,7 @@ class ParetoTSOptions(StructuredTSOptions):
     population: int | str = "auto"
     psi_prob: float = 1.0
     hull_prob: float = 0.7
+    hull_ucb: float = 0.0
     psi_draws: int = 32
     psi_eps: float = 0.005
     cost_prior_scale: float = 1.0
@@ -131,6 +135,7 @@ class ParetoTSOptions(StructuredTSOptions):
         if self.quality_model not in ("covariate", "structured"):
             raise ValueError(f"quality_model must be 'covariate' or 'structured', got {self.quality_model!r}")
         check_number("covariate_scale", self.covariate_scale, low=0.0, low_open=True)
+        check_number("hull_ucb", self.hull_ucb, low=0.0)
         for f in ("front_prob", "psi_prob", "hull_prob"):
             check_number(f, getattr(self, f), low=0.0, high=1.0)
         check_positive_int("psi_draws", self.psi_draws)
@@ -304,13 +309,19 @@ class ParetoTS(Strategy):
         return int(left[np.argmin(n[left])])
 
     def _hull_pick(self) -> int | None:
-        """The least-pulled configuration, among those not yet fully seen, that ``best(1, w=l)``
-        ranks first for some ``l`` of 101 weights evenly spaced on [``w_low``, ``w_high``] (the
-        upper convex hull of the posterior means in (tokens, quality)); None when every one of
-        them is fully seen (or nothing is told yet)."""
+        """The least-pulled configuration, among those not yet fully seen, that ranks first for
+        some ``l`` of 101 weights evenly spaced on [``w_low``, ``w_high``] by the reward of its
+        optimistic quality, the posterior mean plus ``hull_ucb`` posterior sds, and its posterior
+        median tokens (the upper convex hull in (tokens, optimistic quality): with ``hull_ucb=0``
+        the configurations ``best(1, w=l)`` answers); None when every one of them is fully seen
+        (or nothing is told yet). A fully seen configuration has sd 0, so a partly seen one whose
+        estimate fell below it stays on the hull while its upper bound is above: the better
+        configurations that the first, hard question batches put low are pulled again."""
         if self.quality.n_told == 0:
             return None
         mq, mt, t_max = self._quality_mean(), self._token_mean(), self.t_max
+        if self.options.hull_ucb:
+            mq = mq + self.options.hull_ucb * self._posterior(self.quality)[1]
         hull = np.unique([np.argmax(reward(mq, mt, w=float(w), t_max=t_max))
                           for w in np.linspace(self.options.w_low, self.options.w_high, 101)])
         done = self._exhausted()
