@@ -307,8 +307,9 @@ def test_study_result_best_w_and_pareto_without_new_calls(tmp_path, strategy):
     if strategy == "pareto-ts":  # it scalarises on the study's reward scale, not on its own
         t_max = result.summary["reward"]["t_max"]
         assert result.strategy.t_max == t_max
-        mean, _ = result.strategy.scalarised(0.7, t_max=t_max)
-        assert result.best(w=0.7)[0].mean == pytest.approx(float(mean.max()))
+        mean, sd = result.strategy.scalarised(0.7, t_max=t_max)
+        lower = mean - result.strategy.options.best_lcb * sd  # best(w) ranks by the lower bound
+        assert result.best(w=0.7)[0].mean == pytest.approx(float(mean[np.argmax(lower)]))
     payload = report_front(result, "quality,tokens", tmp_path / "run", plots=True)
     assert (tmp_path / "run" / "pareto.json").is_file() and (tmp_path / "run" / "pareto.png").is_file()
     assert len(payload["grid_front"]) >= 1 and payload["front"][0]["mean"]["tokens"] <= payload["front"][-1]["mean"]["tokens"]
@@ -349,8 +350,8 @@ def test_pareto_ts_covariate_quality_model_exact_means_and_per_question_values()
     """The default quality model (quality_model="covariate"), replayed on the embedded default
     grid as the pareto benchmark does (per-question values, paired questions): a configuration
     whose pulls saw every question has its exact mean (the finite-population correction, with
-    no floor, leaves its own mean all the weight) and a zero sd; the picks, best(w) and the
-    front read this model; quality_model="structured" reads the structured model; bad
+    no floor, leaves its own mean all the weight) and a zero sd, and its mean tokens; the picks,
+    best(w) and the front read this model; quality_model="structured" reads the structured model; bad
     per-question values are refused with the field named."""
     import sys
     from pathlib import Path
@@ -366,6 +367,9 @@ def test_pareto_ts_covariate_quality_model_exact_means_and_per_question_values()
     mean, sd = s._posterior(s.quality)
     assert np.allclose(mean[full], quality[full].mean(axis=1), rtol=0, atol=1e-12)  # exact, not shrunk
     assert sd[full].max() == 0.0 and sd[s.quality.n_c == 0].min() > 0.002
+    # tokens: the arithmetic mean of what it saw (the geometric mean of its pulls' was 2e-3 off)
+    assert np.allclose(s._token_mean()[full], tokens[full].mean(axis=1), rtol=1e-3)
+    assert np.array_equal(s._tokens()[0], s._token_mean())
     assert np.array_equal(s._quality_mean(), mean) and not np.allclose(mean, s.quality.posterior_mean())
     assert np.array_equal(s.pareto_set().means[:, 0], mean)
     structured = _run_pareto(lg, quality, tokens, 3, 30, int(0.2 * quality.size), "pareto-ts:quality_model=structured",
@@ -450,3 +454,29 @@ def test_pareto_ts_hull_pulls_read_optimistic_quality():
     assert picks[0.5] == (x, True)
     with pytest.raises(ValueError, match="hull_ucb must be a number >= 0, got -1"):
         make_strategy("pareto-ts:hull_ucb=-1", SPACE)
+
+
+def test_pareto_ts_best_ranks_by_the_lower_credible_bound():
+    """best(n, w) ranks by the reward's posterior mean less best_lcb sds: a configuration pulled
+    once, right on all 24 questions, has the higher mean but not the higher lower bound than
+    one seen on every question (sd 0); best_lcb=0 ranks by the mean. The recommendation still
+    reports the mean and its interval. Negative values are refused."""
+    q, t = _truth()
+    x = SPACE.index({"top_k": 8, "chunk": 128, "embedder": "b"})
+    picks = {}
+    for lcb in (0.0, 1.0):
+        s = make_strategy(f"pareto-ts:best_lcb={lcb}", SPACE, seed=0, t_max=1100.0, population=3)
+        rng = np.random.default_rng(0)
+        for i in range(len(SPACE)):
+            for _ in range(1 if i == x else 2 if t[i] < 500 else 3):
+                vals = np.ones(24) if i == x else (rng.random(8) < q[i]).astype(float)
+                s.tell_objectives(SPACE.config(i), quality=vals, tokens=np.full(len(vals), t[i]))
+        mean, sd = s.scalarised(1.0)
+        top = int(np.argmax(np.where(s._exhausted(), mean, -np.inf)))  # the best fully seen configuration
+        assert sd[top] == 0.0 and mean[x] - sd[x] < mean[top] < mean[x] == mean.max()
+        rec = s.best(1, w=1.0)[0]
+        picks[lcb] = SPACE.index(rec.config)
+        assert rec.mean == pytest.approx(mean[picks[lcb]]) and rec.ci_low <= rec.mean <= rec.ci_high
+    assert picks[0.0] == x and picks[1.0] == top
+    with pytest.raises(ValueError, match="best_lcb must be a number >= 0, got -1"):
+        make_strategy("pareto-ts:best_lcb=-1", SPACE)

@@ -96,6 +96,9 @@ class ParetoTSOptions(StructuredTSOptions):
     100-119 against the scalarised pulls alone (``hull_prob=0``, ``psi_prob=0``, the defaults
     before): a higher recall of the front on both grids, and no ``best(w)`` regret more than
     0.001 worse; with the covariate quality model ``hull_prob=0.7`` won (docs/metrics.md);
+    ``best_lcb``: ``best(n, w)`` ranks by the reward's posterior mean less this many posterior
+    sds (1, with the arithmetic-mean tokens of :meth:`ParetoTS._token_mean`, since issue #13's
+    sixth session, chosen on seeds 100-139; 0: by the mean, as before);
     ``cost_prior_scale``/``cost_interaction_scale``/``cost_residual_scale``: the cost model's
     prior standard deviations, in log-token units (the model options above are quality's)."""
 
@@ -115,6 +118,7 @@ class ParetoTSOptions(StructuredTSOptions):
     psi_prob: float = 1.0
     hull_prob: float = 0.7
     hull_ucb: float = 0.0
+    best_lcb: float = 1.0
     psi_draws: int = 32
     psi_eps: float = 0.005
     cost_prior_scale: float = 1.0
@@ -136,6 +140,7 @@ class ParetoTSOptions(StructuredTSOptions):
             raise ValueError(f"quality_model must be 'covariate' or 'structured', got {self.quality_model!r}")
         check_number("covariate_scale", self.covariate_scale, low=0.0, low_open=True)
         check_number("hull_ucb", self.hull_ucb, low=0.0)
+        check_number("best_lcb", self.best_lcb, low=0.0)
         for f in ("front_prob", "psi_prob", "hull_prob"):
             check_number(f, getattr(self, f), low=0.0, high=1.0)
         check_positive_int("psi_draws", self.psi_draws)
@@ -170,6 +175,8 @@ class ParetoTS(Strategy):
         # every configuration's coordinates, in index (mixed-radix) order, for the posterior sd
         self._all_coords = np.stack(np.unravel_index(np.arange(len(space)), space.sizes), axis=1)
         self._max_tokens = 0.0
+        self._token_sum = np.zeros(len(space))  # per configuration, the sum of its pulls' mean tokens
+        self._told_t: float | None = None
         self._told_values: np.ndarray | None = None
         self._covariate = None if o.quality_model == "structured" else _TokenCovariateQuality(
             self.quality.design, self._all_coords, prior_scale=o.prior_scale, interaction_scale=o.interaction_scale,
@@ -311,12 +318,13 @@ class ParetoTS(Strategy):
     def _hull_pick(self) -> int | None:
         """The least-pulled configuration, among those not yet fully seen, that ranks first for
         some ``l`` of 101 weights evenly spaced on [``w_low``, ``w_high``] by the reward of its
-        optimistic quality, the posterior mean plus ``hull_ucb`` posterior sds, and its posterior
-        median tokens (the upper convex hull in (tokens, optimistic quality): with ``hull_ucb=0``
-        the configurations ``best(1, w=l)`` answers); None when every one of them is fully seen
-        (or nothing is told yet). A fully seen configuration has sd 0, so a partly seen one whose
-        estimate fell below it stays on the hull while its upper bound is above: the better
-        configurations that the first, hard question batches put low are pulled again."""
+        optimistic quality, the posterior mean plus ``hull_ucb`` posterior sds, and its tokens
+        (:meth:`_token_mean`; the upper convex hull in (tokens, optimistic quality): with
+        ``hull_ucb=0`` the configurations ``best(1, w=l)`` answers); None when every one of them
+        is fully seen (or nothing is told yet). A fully seen configuration has sd 0, so a partly
+        seen one whose estimate fell below it stays on the hull while its upper bound is above:
+        the better configurations that the first, hard question batches put low are pulled
+        again."""
         if self.quality.n_told == 0:
             return None
         mq, mt, t_max = self._quality_mean(), self._token_mean(), self.t_max
@@ -356,13 +364,14 @@ class ParetoTS(Strategy):
         self._max_tokens = max(self._max_tokens, t)
         self._told_cost = math.log(max(t, 1.0))  # the cost model learns log tokens
         self._told_values = values
+        self._told_t = max(t, 1.0)  # as the cost model's log(max(t, 1))
         try:
             if tag is None:
                 self.tell(config, q)
             else:
                 self.tell(config, q, tag=tag)
         finally:
-            self._told_cost = self._told_values = None
+            self._told_cost = self._told_values = self._told_t = None
 
     def tell_details(self, config: Mapping[str, Any], reward: float, details: Any) -> None:
         """What the tuner calls with a pull's per-question records: their ``quality`` and
@@ -381,6 +390,7 @@ class ParetoTS(Strategy):
         self.quality.observe(config, reward)
         if self._told_cost is not None:
             self.cost.observe(config, self._told_cost)
+            self._token_sum[self.space.index_of_coords(coords)] += self._told_t
         if self._covariate is not None and self._told_values is not None:
             self._covariate.observe(self.space.index_of_coords(coords), self._told_values)
 
@@ -397,18 +407,35 @@ class ParetoTS(Strategy):
         return mean, np.sqrt(np.maximum(var, 0.0))
 
     def _tokens(self) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior median of each configuration's tokens, and its sd (delta method)."""
+        """Each configuration's tokens (:meth:`_token_mean`) and their sd (delta method)."""
         m, sd = self._posterior(self.cost)
         if self.cost.n_told == 0:
             return np.zeros_like(m), np.zeros_like(sd)
-        t = np.exp(m)
+        t = np.exp(m + self._jensen())
         return t, t * sd
 
     def _token_mean(self) -> np.ndarray:
-        """``_tokens()``'s medians alone (the picks need no sd)."""
+        """Each configuration's tokens: ``exp`` of the cost model's posterior mean log tokens (a
+        median), times, as far as the model weighs a configuration's own pulls, the ratio of the
+        arithmetic to the geometric mean of those pulls' tokens; so a configuration whose pulls
+        saw every question reads its mean tokens, not the geometric mean of its pulls' (0.05-0.6%
+        lower on the two grids), and one never pulled reads the median."""
         if self.cost.n_told == 0:
             return np.zeros(len(self.space))
-        return np.exp(self.cost.posterior_mean())
+        return np.exp(self.cost.posterior_mean() + self._jensen())
+
+    def _jensen(self) -> np.ndarray | float:
+        """Per configuration, k_c log(arithmetic / geometric mean of its pulls' tokens), k_c the
+        cost model's weight of its own mean (0 when unpulled; none with the cost model's batch
+        offsets, whose sums are no longer the logs' own)."""
+        c = self.cost
+        if c._fx:
+            return 0.0
+        n = c.n_c
+        pulled = n > 0
+        gap = np.zeros(len(n))
+        gap[pulled] = np.log(self._token_sum[pulled] / n[pulled]) - c.sum_c[pulled] / n[pulled]
+        return c._shrink(c._s2)[0] * gap
 
     @property
     def t_max(self) -> float:
@@ -428,16 +455,19 @@ class ParetoTS(Strategy):
 
     @one_blas_thread
     def best(self, n: int = 1, *, w: float | None = None, t_max: float | None = None) -> list[Recommendation]:
-        """Top ``n`` configurations by the posterior mean of the reward at weight ``w``
-        (default: the ``w`` option) and token scale ``t_max`` (default :attr:`t_max`), with
-        credible intervals; any ``w``, no new pulls."""
+        """Top ``n`` configurations at weight ``w`` (default: the ``w`` option) and token scale
+        ``t_max`` (default :attr:`t_max`), ranked by the posterior mean of the reward less
+        ``best_lcb`` posterior sds (a configuration pulled once cannot pass one seen on every
+        question on one lucky batch), with the posterior mean and credible intervals; any ``w``,
+        no new pulls."""
         n = self._check_n(n)
         if self.n_told == 0:
             return self._fill(n, [])
         w = self.options.w if w is None else w
         mean, sd = self.scalarised(w, t_max=t_max)
         jitter = generator("tie-break", self.seed, self.n_told).random(len(mean))
-        order = np.lexsort((jitter, -self.quality.n_c, -mean))[:n]
+        rank = mean - self.options.best_lcb * sd  # the lower bound: a lucky, little-pulled estimate does not lead
+        order = np.lexsort((jitter, -self.quality.n_c, -rank))[:n]
         z = self._z()
         return [Recommendation(self.space.config(int(i)), float(mean[i]), pull_count(self.quality.n_c[i]),
                                float(mean[i] - z * sd[i]), float(mean[i] + z * sd[i])) for i in order]
