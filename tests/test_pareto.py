@@ -426,22 +426,30 @@ def test_pareto_ts_posterior_sd_in_blocks_of_configurations(monkeypatch):
     assert np.allclose(structured.row_norms2(m, rows), (m[rows].sum(axis=1) ** 2).sum(axis=1), rtol=1e-12)
 
 
+def _one_lucky_pull(spec: str, n_right: int):
+    """A pareto-ts run on SPACE with population 3: every configuration with more than 500 tokens
+    pulled 3 times (fully seen), the others twice, except x (top_k=8, chunk=128, b), pulled once
+    and right on all its ``n_right`` questions. Returns (strategy, x)."""
+    q, t = _truth()
+    x = SPACE.index({"top_k": 8, "chunk": 128, "embedder": "b"})
+    s = make_strategy(spec, SPACE, seed=0, t_max=1100.0, population=3)
+    rng = np.random.default_rng(0)
+    for i in range(len(SPACE)):
+        for _ in range(1 if i == x else 2 if t[i] < 500 else 3):
+            vals = np.ones(n_right) if i == x else (rng.random(8) < q[i]).astype(float)
+            s.tell_objectives(SPACE.config(i), quality=vals, tokens=np.full(len(vals), t[i]))
+    return s, x
+
+
 def test_pareto_ts_hull_pulls_read_optimistic_quality():
     """hull_ucb: a hull pull plays the least-pulled configuration, not fully seen, that ranks
     first for some w by its quality's posterior mean plus hull_ucb sds. A partly seen
     configuration estimated below a fully seen one (sd 0) of higher quality stays on that hull
     while its upper bound is above, and is pulled; with hull_ucb=0 (the best(w) answers) it is
     not. Negative values are refused."""
-    q, t = _truth()
-    x = SPACE.index({"top_k": 8, "chunk": 128, "embedder": "b"})
     picks = {}
     for kappa in (0.0, 0.5):
-        s = make_strategy(f"pareto-ts:hull_ucb={kappa}", SPACE, seed=0, t_max=1100.0, population=3)
-        rng = np.random.default_rng(0)
-        for i in range(len(SPACE)):  # x: one pull, all 16 right; the others 2 (3 = every question if t > 500)
-            for _ in range(1 if i == x else 2 if t[i] < 500 else 3):
-                vals = np.ones(16) if i == x else (rng.random(8) < q[i]).astype(float)
-                s.tell_objectives(SPACE.config(i), quality=vals, tokens=np.full(len(vals), t[i]))
+        s, x = _one_lucky_pull(f"pareto-ts:hull_ucb={kappa}", 16)
         mq, sd = s._posterior(s.quality)
         mt, done = s._token_mean(), s._exhausted()
         hull = {int(np.argmax(reward(mq + kappa * sd, mt, w=float(w), t_max=1100.0))) for w in np.linspace(0, 1, 101)}
@@ -461,16 +469,9 @@ def test_pareto_ts_best_ranks_by_the_lower_credible_bound():
     once, right on all 24 questions, has the higher mean but not the higher lower bound than
     one seen on every question (sd 0); best_lcb=0 ranks by the mean. The recommendation still
     reports the mean and its interval. Negative values are refused."""
-    q, t = _truth()
-    x = SPACE.index({"top_k": 8, "chunk": 128, "embedder": "b"})
     picks = {}
     for lcb in (0.0, 1.0):
-        s = make_strategy(f"pareto-ts:best_lcb={lcb}", SPACE, seed=0, t_max=1100.0, population=3)
-        rng = np.random.default_rng(0)
-        for i in range(len(SPACE)):
-            for _ in range(1 if i == x else 2 if t[i] < 500 else 3):
-                vals = np.ones(24) if i == x else (rng.random(8) < q[i]).astype(float)
-                s.tell_objectives(SPACE.config(i), quality=vals, tokens=np.full(len(vals), t[i]))
+        s, x = _one_lucky_pull(f"pareto-ts:best_lcb={lcb}", 24)
         mean, sd = s.scalarised(1.0)
         top = int(np.argmax(np.where(s._exhausted(), mean, -np.inf)))  # the best fully seen configuration
         assert sd[top] == 0.0 and mean[x] - sd[x] < mean[top] < mean[x] == mean.max()
