@@ -171,12 +171,11 @@ class ParetoTS(Strategy):
         perms = [self.rng.permutation(max(n_init, s)) % s for s in space.sizes]
         self._init_plan: list[Coords] = [tuple(int(p[i]) for p in perms) for i in range(n_init)]
         self._init_plan.reverse()
-        self._told_cost: float | None = None
         # every configuration's coordinates, in index (mixed-radix) order, for the posterior sd
         self._all_coords = np.stack(np.unravel_index(np.arange(len(space)), space.sizes), axis=1)
         self._max_tokens = 0.0
         self._token_sum = np.zeros(len(space))  # per configuration, the sum of its pulls' mean tokens
-        self._told_t: float | None = None
+        self._told_t: float | None = None  # the pull being told: its mean tokens, at least 1
         self._told_values: np.ndarray | None = None
         self._covariate = None if o.quality_model == "structured" else _TokenCovariateQuality(
             self.quality.design, self._all_coords, prior_scale=o.prior_scale, interaction_scale=o.interaction_scale,
@@ -362,16 +361,15 @@ class ParetoTS(Strategy):
         if t < 0 or (t_values is not None and (t_values < 0).any()):
             raise ValueError(f"tokens must be >= 0, got {tokens!r}")
         self._max_tokens = max(self._max_tokens, t)
-        self._told_cost = math.log(max(t, 1.0))  # the cost model learns log tokens
         self._told_values = values
-        self._told_t = max(t, 1.0)  # as the cost model's log(max(t, 1))
+        self._told_t = max(t, 1.0)  # the cost model learns its log
         try:
             if tag is None:
                 self.tell(config, q)
             else:
                 self.tell(config, q, tag=tag)
         finally:
-            self._told_cost = self._told_values = self._told_t = None
+            self._told_values = self._told_t = None
 
     def tell_details(self, config: Mapping[str, Any], reward: float, details: Any) -> None:
         """What the tuner calls with a pull's per-question records: their ``quality`` and
@@ -387,12 +385,13 @@ class ParetoTS(Strategy):
 
     def _update(self, coords: Coords, reward: float, tag) -> None:
         config = self.space.config_from_coords(coords)
+        c = self.space.index_of_coords(coords)
         self.quality.observe(config, reward)
-        if self._told_cost is not None:
-            self.cost.observe(config, self._told_cost)
-            self._token_sum[self.space.index_of_coords(coords)] += self._told_t
+        if self._told_t is not None:
+            self.cost.observe(config, math.log(self._told_t))
+            self._token_sum[c] += self._told_t
         if self._covariate is not None and self._told_values is not None:
-            self._covariate.observe(self.space.index_of_coords(coords), self._told_values)
+            self._covariate.observe(c, self._told_values)
 
     # -- recommend ------------------------------------------------------------------------
     def _posterior(self, model: StructuredTS) -> tuple[np.ndarray, np.ndarray]:
