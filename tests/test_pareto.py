@@ -210,28 +210,40 @@ def test_pareto_ts_identification_pulls_and_front_probability():
         s.front_probability(8, eps=2)
 
 
-def test_pareto_ts_hull_pulls_play_the_least_pulled_best_w_answer_until_it_is_fully_seen():
-    """hull_prob=1: every pull after the space-filling ones plays, among the configurations that
-    best(w) ranks first for some w and that have not seen every question, the least-pulled one
-    (tag "hull"); with population P such a configuration is not played again once seen P times."""
-    s = make_strategy("pareto-ts:hull_prob=1.0:population=3", SPACE, seed=2, t_max=1034.0)
+def _propose_and_tell(s, pulls: int, *, seed: int, check) -> list:
+    """``pulls`` proposals of ``s`` on _truth() (quality plus noise of sd 0.05), each committed,
+    handed to ``check(tag, index)`` before it is told; returns the tags."""
     q, t = _truth()
-    rng = np.random.default_rng(2)
+    rng = np.random.default_rng(seed)
     tags = []
-    for _ in range(60):
+    for _ in range(pulls):
         proposal = s.propose()
         s.commit(proposal)
         i = SPACE.index_of_coords(proposal.coords)
-        if proposal.tag != "init":
+        check(proposal.tag, i)
+        tags.append(proposal.tag)
+        s.tell_objectives(SPACE.config(i), quality=q[i] + 0.05 * rng.standard_normal(), tokens=t[i], tag=proposal.tag)
+    return tags
+
+
+def test_pareto_ts_hull_pulls_play_the_least_pulled_best_w_answer_until_it_is_fully_seen():
+    """hull_prob=1: every pull after the space-filling ones plays, among the configurations that
+    best(w) ranks first for some w and that have not seen every question, the least-pulled one
+    (tag "hull"); with population P such a configuration is not played again once seen P times.
+    (No focus pulls, and hull_tol=0: every hull member is pulled until fully seen.)"""
+    s = make_strategy("pareto-ts:hull_prob=1.0:population=3:focus_prob=0:hull_tol=0", SPACE, seed=2, t_max=1034.0)
+
+    def check(tag, i):
+        if tag != "init":
             mq, mt = s._quality_mean(), s._tokens()[0]
             answers = {int(np.argmax(w * mq - (1 - w) * mt / s.t_max)) for w in np.linspace(0, 1, 101)}
             open_ = [c for c in answers if s.quality.n_c[c] < 3]
-            if proposal.tag == "hull":
+            if tag == "hull":
                 assert i in open_ and s.quality.n_c[i] == min(s.quality.n_c[c] for c in open_)
             else:  # another rule only once every best(w) answer has seen all its questions
-                assert not open_, (proposal.tag, open_)
-        tags.append(proposal.tag)
-        s.tell_objectives(SPACE.config(i), quality=q[i] + 0.05 * rng.standard_normal(), tokens=t[i], tag=proposal.tag)
+                assert not open_, (tag, open_)
+
+    tags = _propose_and_tell(s, 60, seed=2, check=check)
     assert tags[:4] == ["init"] * 4 and tags.count("hull") >= 20
     assert s.quality.n_c.max() <= 3  # nobody past its population while others remain
     with pytest.raises(ValueError, match=r"hull_prob must lie in \[0, 1\], got -0.5"):
@@ -294,7 +306,7 @@ def test_study_result_best_w_and_pareto_without_new_calls(tmp_path, strategy):
         return _stack(config, qs)
 
     study = Study(FunctionPipeline(stack, batch=True, fingerprint="pareto-toy"), questions, space,
-                  strategy=strategy, budget=80, batch=4, cache=False, run_dir=tmp_path / "run", plots=False)
+                  strategy=strategy, budget=80, batch=4, cache=False, run_dir=tmp_path / "run", plots=False, w=0.7)
     result = study.run()
     before = calls[0]
     ps = result.pareto()
@@ -304,9 +316,10 @@ def test_study_result_best_w_and_pareto_without_new_calls(tmp_path, strategy):
     cheap, rich = result.best(w=0.0)[0], result.best(w=1.0)[0]
     assert cheap.config["top_k"] <= rich.config["top_k"]
     assert result.best(2, w=0.7)[0].config == result.best(w=0.7)[0].config
-    if strategy == "pareto-ts":  # it scalarises on the study's reward scale, not on its own
+    if strategy == "pareto-ts":  # it scalarises on the study's reward scale and w, not on its own
         t_max = result.summary["reward"]["t_max"]
-        assert result.strategy.t_max == t_max
+        assert result.strategy.t_max == t_max and result.strategy.options.w == 0.7
+        assert result.best(3) == result.best(3, w=0.7)
         mean, sd = result.strategy.scalarised(0.7, t_max=t_max)
         lower = mean - result.strategy.options.best_lcb * sd  # best(w) ranks by the lower bound
         assert result.best(w=0.7)[0].mean == pytest.approx(float(mean[np.argmax(lower)]))
@@ -481,3 +494,47 @@ def test_pareto_ts_best_ranks_by_the_lower_credible_bound():
     assert picks[0.0] == x and picks[1.0] == top
     with pytest.raises(ValueError, match="best_lcb must be a number >= 0, got -1"):
         make_strategy("pareto-ts:best_lcb=-1", SPACE)
+
+
+def test_pareto_ts_hull_tol_leaves_hull_members_resolved_for_their_weights():
+    """hull_tol: a hull pull skips a member whose quality sd, times the largest of the 101 weights
+    it ranks first for, is at most hull_tol (best(w) needs a cheap configuration's quality only to
+    w times its sd); nothing left: None, and the pull goes to another rule."""
+    picks = {}
+    for tol in (0.0, 0.01, 0.05):
+        s, _ = _one_lucky_pull(f"pareto-ts:hull_tol={tol}", 16)
+        mq, sd = s._posterior(s.quality)
+        mt, done = s._token_mean(), s._exhausted()
+        ws = np.linspace(0, 1, 101)
+        first = np.array([np.argmax(reward(mq, mt, w=float(w), t_max=1100.0)) for w in ws])
+        open_ = [c for c in np.unique(first) if not done[c] and ws[first == c].max() * sd[c] > tol]
+        picks[tol] = s._hull_pick()
+        assert picks[tol] == (min(open_, key=lambda c: (s.quality.n_c[c], c)) if open_ else None)
+    assert picks[0.0] is not None and picks[0.01] not in (None, picks[0.0]) and picks[0.05] is None
+    with pytest.raises(ValueError, match="hull_tol must be a number >= 0, got -1"):
+        make_strategy("pareto-ts:hull_tol=-1", SPACE)
+
+
+def test_pareto_ts_focus_pulls_play_top_two_sampling_at_the_runs_w():
+    """focus_prob=1: after the space-filling pulls every pull is top-two Thompson sampling on the
+    reward at the ``w`` option (tag "focus"): the pulls gather on that w's best configurations,
+    and with population never on a configuration that has seen every question."""
+    q, t = _truth()
+    for w in (0.1, 0.9):
+        top3 = np.argsort(-reward(q, t, w=w, t_max=1034.0))[:3]
+        for population in ("", ":population=3"):
+            s = make_strategy(f"pareto-ts:focus_prob=1.0:w={w}{population}", SPACE, seed=3, t_max=1034.0)
+
+            def check(tag, i):
+                done = s._exhausted()
+                assert done is None or not done[i]
+
+            tags = _propose_and_tell(s, 60, seed=3, check=check)
+            assert set(tags) == {"init", "focus"} and tags.count("focus") >= 50
+            if population:
+                assert s.quality.n_c.max() == 3 and s._exhausted() is not None
+            else:
+                assert int(np.argmax(s.quality.n_c)) in top3
+        assert set(top3).isdisjoint(np.argsort(-reward(q, t, w=1.0 - w, t_max=1034.0))[:3])
+    with pytest.raises(ValueError, match=r"focus_prob must lie in \[0, 1\], got 2"):
+        make_strategy("pareto-ts:focus_prob=2", SPACE)

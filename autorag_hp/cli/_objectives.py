@@ -21,17 +21,13 @@ def add_argument(p: Any) -> None:
                         "run uses pareto-ts; writes pareto.json and pareto.png (see docs/metrics.md)")
 
 
-def default_strategy(objectives: str, *, w: float | None, t_max: float | None) -> str:
-    """The strategy spec ``--objectives`` implies when no ``--strategy`` is given."""
+def default_strategy(objectives: str) -> str:
+    """The strategy spec ``--objectives`` implies when no ``--strategy`` is given (Study passes
+    the run's ``w`` and ``t_max`` to it)."""
     from autorag_hp.pareto import check_objectives
 
     check_objectives(objectives)
-    spec = "pareto-ts"
-    if w is not None:
-        spec += f":w={w}"
-    if t_max is not None:
-        spec += f":t_max={t_max}"
-    return spec
+    return "pareto-ts"
 
 
 def report_front(result: Any, objectives: str, run_dir: Path | None, *, plots: bool = True, out=None) -> dict:

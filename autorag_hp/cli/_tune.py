@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     check_positive_int("--top", args.top)
     given = _given(args)
     if getattr(args, "objectives", None) and "strategy" not in given and not args.resume:
-        given["strategy"] = _objectives.default_strategy(args.objectives, w=given.get("w"), t_max=given.get("t_max"))
+        given["strategy"] = _objectives.default_strategy(args.objectives)
     runtime = {"progress": not args.quiet, "plots": not args.no_plots, "top": args.top, "name_of": _flag}
     if args.resume:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():

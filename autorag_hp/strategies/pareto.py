@@ -9,13 +9,21 @@ effects plus a linear spline of that cost model's posterior mean log tokens
 largely a function of how much context the prompt carries), with each configuration's own
 question variance from the per-question values; ``quality_model="structured"`` is the
 structured model alone (the default before issue #13's fifth session). After a short
-space-filling start, each pull is one of (by default, chosen on seeds 100-119: docs/metrics.md):
+space-filling start, each pull is one of (by default, chosen on seeds 100-119 and, since issue
+#13's seventh session, 100-139: docs/metrics.md):
 
-* a **hull pull** (``hull_prob=0.7`` of the pulls): the least-pulled configuration, among those
+* a **focus pull** (``focus_prob=0.1`` of the pulls): top-two Thompson sampling on the reward at
+  the run's own weight, the ``w`` option (Study passes its ``w``, 0.9 by default), as a
+  dedicated ``structured-tt`` run would pull: the configurations that compete for the answer
+  the user asked for get the pulls that tell them apart, gaps of 0.001-0.003 that the front's
+  tie rule (0.005) does not resolve;
+* a **hull pull** (``hull_prob=0.7`` of the rest): the least-pulled configuration, among those
   not yet fully seen, that ``best(w)`` answers for some ``w`` (the upper convex hull of the
-  posterior means). Under paired sampling such a configuration is pulled until it has seen
-  every question, so the answers of ``best(w)``, which hinge on gaps of 0.001-0.003 between
-  neighbours, are read from exact means;
+  posterior means), unless its quality's posterior sd, times the largest such ``w``, is at most
+  ``hull_tol=0.001`` (a configuration that answers only for small ``w`` needs its quality to
+  that ``w``'s precision only). Under paired sampling such a configuration is pulled until it
+  has seen every question or is that precise, so the answers of ``best(w)``, which hinge on
+  gaps of 0.001-0.003 between neighbours, are read from (near) exact means;
 * otherwise a **Pareto-set identification pull** (``psi_prob=1.0`` of the rest), after APE
   (Kone, Kaufmann & Richert 2023): the configuration off the front of posterior means most
   likely to be Pareto-optimal, or the configuration whose estimate hides it, the less pulled
@@ -65,8 +73,9 @@ __all__ = ["ParetoTS", "ParetoTSOptions"]
 class ParetoTSOptions(StructuredTSOptions):
     """The structured model's options (shared by both models; see :mod:`.structured`), plus:
     ``w_low``/``w_high``: the range of the per-pull scalarisation weight; ``w``: the weight
-    ``best(n)`` ranks by when none is given; ``t_max``: the token scale of the reward
-    (``w * quality - (1 - w) * tokens / t_max``; None: the largest pull mean told so far);
+    ``best(n)`` ranks by when none is given and the focus pulls play (Study passes its ``w``);
+    ``t_max``: the token scale of the reward (``w * quality - (1 - w) * tokens / t_max``; None:
+    the largest pull mean told so far);
     ``scalarisation``: "linear" or "chebyshev"; ``quality_model``: "covariate" (main and
     pairwise effects plus a linear spline of the cost model's posterior mean log tokens, prior sd
     ``covariate_scale`` per spline coefficient: :class:`_TokenCovariateQuality`) or
@@ -99,6 +108,12 @@ class ParetoTSOptions(StructuredTSOptions):
     ``best_lcb``: ``best(n, w)`` ranks by the reward's posterior mean less this many posterior
     sds (1, with the arithmetic-mean tokens of :meth:`ParetoTS._token_mean`, since issue #13's
     sixth session, chosen on seeds 100-139; 0: by the mean, as before);
+    ``hull_tol``: a hull pull skips a member whose quality sd times the largest weight it answers
+    for is at most this (0: only fully seen members are skipped, the default before issue #13's
+    seventh session); ``focus_prob``: the chance that a pull, before any other rule, plays top-two
+    Thompson sampling on the reward at ``w`` (tag "focus"; 0: none, as before). Both chosen on
+    seeds 100-139 by the issue's two targets (docs/metrics.md): ``hull_tol`` frees pulls for the
+    front, ``focus_prob`` spends some of them on ``best(w)`` at the run's ``w``;
     ``cost_prior_scale``/``cost_interaction_scale``/``cost_residual_scale``: the cost model's
     prior standard deviations, in log-token units (the model options above are quality's)."""
 
@@ -118,6 +133,8 @@ class ParetoTSOptions(StructuredTSOptions):
     psi_prob: float = 1.0
     hull_prob: float = 0.7
     hull_ucb: float = 0.0
+    focus_prob: float = 0.1
+    hull_tol: float = 0.001
     best_lcb: float = 1.0
     psi_draws: int = 32
     psi_eps: float = 0.005
@@ -140,8 +157,9 @@ class ParetoTSOptions(StructuredTSOptions):
             raise ValueError(f"quality_model must be 'covariate' or 'structured', got {self.quality_model!r}")
         check_number("covariate_scale", self.covariate_scale, low=0.0, low_open=True)
         check_number("hull_ucb", self.hull_ucb, low=0.0)
+        check_number("hull_tol", self.hull_tol, low=0.0)
         check_number("best_lcb", self.best_lcb, low=0.0)
-        for f in ("front_prob", "psi_prob", "hull_prob"):
+        for f in ("front_prob", "psi_prob", "hull_prob", "focus_prob"):
             check_number(f, getattr(self, f), low=0.0, high=1.0)
         check_positive_int("psi_draws", self.psi_draws)
         check_number("psi_eps", self.psi_eps, low=0.0, high=1.0, high_open=True)
@@ -220,13 +238,18 @@ class ParetoTS(Strategy):
 
     @one_blas_thread
     def propose(self) -> Proposal:
-        """The next space-filling first pull (tag "init"), then with ``hull_prob`` a hull pull
+        """The next space-filling first pull (tag "init"), then with ``focus_prob`` top-two
+        sampling on the reward at ``w`` (tag "focus"), else with ``hull_prob`` a hull pull
         (tag "hull"), else with ``psi_prob`` a Pareto-set identification pull (tag "psi"), else
         the argmax of a random scalarisation of one posterior draw of each model (tag: the weight
         drawn); with ``population``, never a configuration whose pulls have seen every question
         while others remain."""
         if self._init_plan:
             return Proposal(self._init_plan[-1], "init")
+        if self.options.focus_prob and self.rng.random() < self.options.focus_prob:
+            w = self.options.w
+            leader = self._scalarised_pick(w, self._draw(self.quality), self._draw(self.cost), self._exhausted())
+            return Proposal(self.space.coords_of_index(leader), "focus")
         if self.options.hull_prob and self.rng.random() < self.options.hull_prob:
             pick = self._hull_pick()
             if pick is not None:
@@ -244,19 +267,25 @@ class ParetoTS(Strategy):
             front = np.flatnonzero(on_front)
             pick = int(front[self.rng.integers(len(front))])
             return Proposal(self.space.coords_of_index(pick), round(w, 6))
+        leader = self._scalarised_pick(w, q, log_t, done)
+        return Proposal(self.space.coords_of_index(leader), round(w, 6))
+
+    def _scalarised_pick(self, w: float, q: np.ndarray, log_t: np.ndarray, done: np.ndarray | None) -> int:
+        """Top-two Thompson sampling (Russo 2016, as ``structured-tt``) on the scalarised draws
+        ``q``, ``log_t`` at weight ``w``: their argmax, or with ``1 - leader_prob`` the argmax of
+        a fresh draw with that leader masked out; never a configuration in ``done``."""
         v = self._scalarise(w, q, log_t)
         if done is not None:
             v[done] = -np.inf
         leader = argmax_random(v, self.rng)
         if self.options.leader_prob < 1.0 and self.rng.random() >= self.options.leader_prob:
-            # top-two (Russo 2016), as structured-tt: the argmax of a fresh draw, the leader masked out
             v = self._scalarise(w, self._draw(self.quality), self._draw(self.cost))
             if done is not None:
                 v[done] = -np.inf
             if np.isfinite(np.delete(v, leader)).any():
                 v[leader] = -np.inf
                 leader = argmax_random(v, self.rng)
-        return Proposal(self.space.coords_of_index(leader), round(w, 6))
+        return leader
 
     def _draws(self, model: StructuredTS, k: int) -> np.ndarray:
         """(k, configurations) joint posterior draws of ``model``'s values."""
@@ -319,21 +348,27 @@ class ParetoTS(Strategy):
         some ``l`` of 101 weights evenly spaced on [``w_low``, ``w_high``] by the reward of its
         optimistic quality, the posterior mean plus ``hull_ucb`` posterior sds, and its tokens
         (:meth:`_token_mean`; the upper convex hull in (tokens, optimistic quality): with
-        ``hull_ucb=0`` the configurations ``best(1, w=l)`` answers); None when every one of them
-        is fully seen (or nothing is told yet). A fully seen configuration has sd 0, so a partly
+        ``hull_ucb=0`` the configurations ``best(1, w=l)`` answers), and whose quality sd times
+        the largest such ``l`` is above ``hull_tol``; None when no such one is left (or nothing
+        is told yet). A fully seen configuration has sd 0, so a partly
         seen one whose estimate fell below it stays on the hull while its upper bound is above:
         the better configurations that the first, hard question batches put low are pulled
         again."""
         if self.quality.n_told == 0:
             return None
+        o = self.options
         mq, mt, t_max = self._quality_mean(), self._token_mean(), self.t_max
-        if self.options.hull_ucb:
-            mq = mq + self.options.hull_ucb * self._posterior(self.quality)[1]
-        hull = np.unique([np.argmax(reward(mq, mt, w=float(w), t_max=t_max))
-                          for w in np.linspace(self.options.w_low, self.options.w_high, 101)])
+        if o.hull_ucb:
+            mq = mq + o.hull_ucb * self._posterior(self.quality)[1]
+        ws = np.linspace(o.w_low, o.w_high, 101)
+        first = np.array([np.argmax(reward(mq, mt, w=float(w), t_max=t_max)) for w in ws])
+        hull = np.unique(first)
         done = self._exhausted()
         if done is not None:
             hull = hull[~done[hull]]
+        if o.hull_tol and len(hull):
+            w_top = np.array([ws[first == c].max() for c in hull])
+            hull = hull[w_top * self._quality_sd(hull) > o.hull_tol]
         if not len(hull):
             return None
         return int(hull[np.argmin(self.quality.n_c[hull])])
@@ -404,6 +439,13 @@ class ParetoTS(Strategy):
         rows = model.design.active_rows(self._all_coords)
         var = (1.0 - k) ** 2 * row_norms2(model._root, rows) + sd_res ** 2  # |root^T x|^2 per configuration
         return mean, np.sqrt(np.maximum(var, 0.0))
+
+    def _quality_sd(self, idx: np.ndarray) -> np.ndarray:
+        """Posterior sd of the quality of the configurations ``idx`` (the covariate model
+        computes only theirs)."""
+        if self._covariate is not None:
+            return self._covariate_fit().sd(idx)
+        return self._posterior(self.quality)[1][idx]
 
     def _tokens(self) -> tuple[np.ndarray, np.ndarray]:
         """Each configuration's tokens (:meth:`_token_mean`) and their sd (delta method)."""
@@ -602,12 +644,14 @@ class _CovariateFit:
         f = self._score(self.mu[None, :])[0]
         return f + self.k * (self.own - f)
 
-    def sd(self) -> np.ndarray:
+    def sd(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """Posterior sd of every configuration's quality, or of the configurations ``idx``."""
         d0 = self.design.proxy
+        sel = slice(None) if idx is None else idx
         linv = linalg.solve_triangular(self.chol, np.eye(len(self.mu)), lower=True).T  # (features, features)
         # |L^-1 x_c|^2 per configuration: one-hot features and spline columns
-        norms = row_norms2(linv, self.rows, self.spline, linv[d0:])
-        return np.sqrt((1.0 - self.k) ** 2 * norms + self.cvar)
+        norms = row_norms2(linv, self.rows[sel], self.spline[sel], linv[d0:])
+        return np.sqrt((1.0 - self.k[sel]) ** 2 * norms + self.cvar[sel])
 
     def draws(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """(n, configurations) joint posterior draws."""

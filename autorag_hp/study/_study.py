@@ -473,10 +473,9 @@ class Study:
         self.t_max_used = float(t_max)
 
         spec = parse_strategy_spec(self.strategy)
-        extra = {}
-        if "t_max" in getattr(getattr(strategy_class(spec.name), "Options", None), "__dataclass_fields__", {}) \
-                and "t_max" not in spec.options:
-            extra["t_max"] = float(t_max)  # a multi-objective strategy scalarises on the run's reward scale
+        fields = getattr(getattr(strategy_class(spec.name), "Options", None), "__dataclass_fields__", {})
+        # a multi-objective strategy scalarises on the run's reward scale, and its best(n) answers for the run's w
+        extra = {k: v for k, v in (("t_max", float(t_max)), ("w", self.w)) if k in fields and k not in spec.options}
         extra.update(paired_population(strategy_class(spec.name), spec.options, sampling=self.sampling,
                                        n_questions=len(questions), batch=self.batch))
         strategy = make_strategy(spec, space, seed=self.seed, **extra)
