@@ -350,10 +350,9 @@ class ParetoTS(Strategy):
         (:meth:`_token_mean`; the upper convex hull in (tokens, optimistic quality): with
         ``hull_ucb=0`` the configurations ``best(1, w=l)`` answers), and whose quality sd times
         the largest such ``l`` is above ``hull_tol``; None when no such one is left (or nothing
-        is told yet). A fully seen configuration has sd 0, so a partly
-        seen one whose estimate fell below it stays on the hull while its upper bound is above:
-        the better configurations that the first, hard question batches put low are pulled
-        again."""
+        is told yet). A fully seen configuration has sd 0, so a partly seen one whose estimate
+        fell below it stays on the hull while its upper bound is above: the better
+        configurations that the first, hard question batches put low are pulled again."""
         if self.quality.n_told == 0:
             return None
         o = self.options
